@@ -1,0 +1,67 @@
+"""Typed configs of the networks and the learner (loaded through `apsconfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CoreType = Literal["gru", "lstm", "brc", "nbrc", "framestack"]
+Algorithm = Literal["aawr", "aawr-state", "awr", "bc"]
+Weighting = Literal["exp", "indicator"]
+
+
+@dataclass
+class NetworkConfig:
+    image_channels: tuple[int, ...] = (16, 32, 32)  # conv widths; the first conv has stride 2
+    image_features: int = 64  # per image key, after the conv stack
+    vector_hidden: int = 64  # width of the MLP over all vector keys of one part
+    core: CoreType = "gru"
+    core_hidden: int = 128
+    framestack: int = 4  # frames kept by the "framestack" core (the non-recurrent baseline)
+    head_hidden: int = 128
+    critic_ensemble: int = 2
+    drq_pad: int = 2  # DrQ random-shift augmentation, in pixels (0 turns it off)
+
+    def __post_init__(self) -> None:
+        if self.core_hidden < 1 or self.head_hidden < 1 or self.image_features < 1:
+            raise ValueError("network widths must be positive")
+        if self.critic_ensemble < 2:
+            raise ValueError("critic_ensemble must be >= 2 (V regresses on the min of two Q heads)")
+        if self.framestack < 1:
+            raise ValueError("framestack must be >= 1")
+
+
+@dataclass
+class LearnerConfig:
+    algorithm: Algorithm = "aawr"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    gamma: float = 0.97
+    expectile: float = 0.8  # tau of the expectile regression of V onto Q
+    beta: float = 0.3  # temperature of exp(A / beta)
+    max_weight: float = 100.0
+    weighting: Weighting = "exp"
+    online_weighting: Weighting = "indicator"  # the paper switches to 1[A > 0] online
+    target_tau: float = 0.005  # Polyak rate of the target critic
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    grad_clip: float = 10.0
+    batch_size: int = 32  # sequences per batch
+    seq_len: int = 16  # trained steps per sequence
+    burn_in: int = 8  # steps that only warm up the recurrent state
+    demo_fraction: float = 0.5  # share of demo sequences in online batches
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"expectile must lie in (0, 1), got {self.expectile}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
+        if self.batch_size < 1 or self.seq_len < 1 or self.burn_in < 0:
+            raise ValueError("batch_size and seq_len must be >= 1 and burn_in >= 0")
+        if not 0.0 <= self.demo_fraction <= 1.0:
+            raise ValueError(f"demo_fraction must lie in [0, 1], got {self.demo_fraction}")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.algorithm != "bc"

@@ -1,0 +1,326 @@
+"""Networks: observation encoders, recurrent cores, the onboard-only actor and the asymmetric critic.
+
+Tensors are time-major inside a batch of sequences: observations [B, T, ...], features [B, T, D].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from policies.config import Algorithm, NetworkConfig
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "uint8" and len(self.shape) == 3
+
+
+PartSpec = dict[str, KeySpec]
+
+
+@dataclass(frozen=True)
+class ObsSpec:
+    """Shapes and dtypes of the onboard and privileged keys of one task, and the action size."""
+
+    onboard: PartSpec
+    privileged: PartSpec
+    action_dim: int
+
+    @staticmethod
+    def from_arrays(onboard: dict[str, np.ndarray], privileged: dict[str, np.ndarray], action_dim: int) -> ObsSpec:
+        """From one observation (no leading time axis)."""
+
+        def part(arrays: dict[str, np.ndarray]) -> PartSpec:
+            return {k: KeySpec(tuple(int(d) for d in v.shape), str(v.dtype)) for k, v in sorted(arrays.items())}
+
+        return ObsSpec(part(onboard), part(privileged), int(action_dim))
+
+    def to_dict(self) -> dict:
+        return {
+            "onboard": {k: [list(s.shape), s.dtype] for k, s in self.onboard.items()},
+            "privileged": {k: [list(s.shape), s.dtype] for k, s in self.privileged.items()},
+            "action_dim": self.action_dim,
+        }
+
+    @staticmethod
+    def from_dict(data: dict) -> ObsSpec:
+        def part(d: dict) -> PartSpec:
+            return {k: KeySpec(tuple(shape), dtype) for k, (shape, dtype) in d.items()}
+
+        return ObsSpec(part(data["onboard"]), part(data["privileged"]), int(data["action_dim"]))
+
+
+def random_shift(images: Tensor, pad: int) -> Tensor:
+    """DrQ augmentation: replicate-pad by `pad` pixels and crop back at a random offset.
+
+    images: [B, T, C, H, W]; one offset per sequence, so a sequence stays temporally consistent.
+    """
+    b, t, c, h, w = images.shape
+    padded = nn.functional.pad(images.reshape(b, t * c, h, w), (pad,) * 4, mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), device=images.device)
+    rows = (dy + torch.arange(h, device=images.device))[:, :, None]  # [B, H, 1]
+    cols = (dx + torch.arange(w, device=images.device))[:, None, :]  # [B, 1, W]
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch, rows, cols]  # [B, H, W, T*C]
+    return cropped.permute(0, 3, 1, 2).reshape(b, t, c, h, w)
+
+
+class ImageEncoder(nn.Module):
+    """Small conv stack (first conv strided) -> linear -> LayerNorm -> tanh, as in DrQ / SAC-AE."""
+
+    def __init__(self, shape: tuple[int, ...], channels: tuple[int, ...], features: int) -> None:
+        super().__init__()
+        h, w, c = shape
+        layers: list[nn.Module] = []
+        for i, out in enumerate(channels):
+            layers += [nn.Conv2d(c, out, 3, stride=2 if i == 0 else 1), nn.ReLU()]
+            c = out
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, shape[2], h, w)).shape[1]
+        self.project = nn.Sequential(nn.Linear(flat, features), nn.LayerNorm(features), nn.Tanh())
+
+    def forward(self, images: Tensor) -> Tensor:  # [N, C, H, W] float in [0, 1]
+        return self.project(self.convs(images))
+
+
+class PartEncoder(nn.Module):
+    """Encodes one part of the observation (all onboard keys, or all privileged keys) to [B, T, D].
+
+    Each image key gets its own conv encoder; all vector keys are concatenated into one MLP.
+    """
+
+    def __init__(self, spec: PartSpec, config: NetworkConfig) -> None:
+        super().__init__()
+        if not spec:
+            raise ValueError("cannot encode an empty observation part")
+        self.spec = spec
+        self.image_keys = [k for k, s in spec.items() if s.is_image]
+        self.vector_keys = [k for k, s in spec.items() if not s.is_image]
+        self.drq_pad = config.drq_pad
+        self.images = nn.ModuleDict(
+            {k: ImageEncoder(spec[k].shape, config.image_channels, config.image_features) for k in self.image_keys}
+        )
+        vector_dim = sum(math.prod(spec[k].shape) for k in self.vector_keys)
+        self.vectors = (
+            nn.Sequential(nn.Linear(vector_dim, config.vector_hidden), nn.LayerNorm(config.vector_hidden), nn.Tanh())
+            if self.vector_keys
+            else None
+        )
+        self.out_dim = config.image_features * len(self.image_keys) + (config.vector_hidden if self.vector_keys else 0)
+
+    def forward(self, obs: dict[str, Tensor], augment: bool = False) -> Tensor:
+        if set(obs) != set(self.spec):
+            raise KeyError(f"expected observation keys {sorted(self.spec)}, got {sorted(obs)}")
+        features = []
+        for key in self.image_keys:
+            x = obs[key]
+            b, t = x.shape[:2]
+            x = x.permute(0, 1, 4, 2, 3).float() / 255.0  # [B, T, C, H, W]
+            if augment and self.drq_pad > 0:
+                x = random_shift(x, self.drq_pad)
+            features.append(self.images[key](x.flatten(0, 1)).unflatten(0, (b, t)))
+        if self.vectors is not None:
+            flat = torch.cat([obs[k].float().flatten(2) for k in self.vector_keys], dim=-1)
+            features.append(self.vectors(flat))
+        return torch.cat(features, dim=-1)
+
+
+# --- Recurrent cores: forward(x [B, T, D], state [B, S]) -> (y [B, T, H], state [B, S]) -------------
+
+
+class RecurrentCore(nn.Module):
+    out_dim: int
+    state_dim: int
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
+        return torch.zeros(batch, self.state_dim, device=device)
+
+
+class GRUCore(RecurrentCore):
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(in_dim, hidden, batch_first=True)
+        self.out_dim = self.state_dim = hidden
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        y, h = self.rnn(x, state[None].contiguous())
+        return y, h[0]
+
+
+class LSTMCore(RecurrentCore):
+    """State is [h, c] concatenated, so every core carries one flat tensor."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(in_dim, hidden, batch_first=True)
+        self.out_dim, self.state_dim = hidden, 2 * hidden
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = state.chunk(2, dim=-1)
+        y, (h, c) = self.rnn(x, (h[None].contiguous(), c[None].contiguous()))
+        return y, torch.cat([h[0], c[0]], dim=-1)
+
+
+class BistableCore(RecurrentCore):
+    """Bistable recurrent cells of Vecoven et al. (2021), BRC and its neuromodulated variant nBRC:
+
+        c_t = sigmoid(U_c x_t + m_c(h_{t-1}))          update gate
+        a_t = 1 + tanh(U_a x_t + m_a(h_{t-1}))         a_t > 1 makes a neuron bistable
+        h_t = c_t * h_{t-1} + (1 - c_t) * tanh(U_h x_t + a_t * h_{t-1})
+
+    BRC: m(h) = w * h (per-neuron memory); nBRC: m(h) = W h (full recurrent matrices).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, neuromodulated: bool) -> None:
+        super().__init__()
+        self.inputs = nn.Linear(in_dim, 3 * hidden)  # U_c, U_a, U_h in one matmul
+        if neuromodulated:
+            self.memory = nn.Linear(hidden, 2 * hidden, bias=False)
+        else:
+            self.memory_diag = nn.Parameter(torch.empty(2 * hidden).uniform_(-1.0, 1.0))
+        self.neuromodulated = neuromodulated
+        self.out_dim = self.state_dim = hidden
+
+    def _memory(self, h: Tensor) -> Tensor:
+        return self.memory(h) if self.neuromodulated else self.memory_diag * h.repeat(1, 2)
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        ux_c, ux_a, ux_h = self.inputs(x).chunk(3, dim=-1)
+        h = state
+        outputs = []
+        for t in range(x.shape[1]):
+            m_c, m_a = self._memory(h).chunk(2, dim=-1)
+            c = torch.sigmoid(ux_c[:, t] + m_c)
+            a = 1.0 + torch.tanh(ux_a[:, t] + m_a)
+            h = c * h + (1.0 - c) * torch.tanh(ux_h[:, t] + a * h)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), h
+
+
+class FrameStackCore(RecurrentCore):
+    """The non-recurrent baseline: an MLP over the last k feature frames; the state is the k-1 previous.
+
+    At an episode start the missing frames are zeros, as with the recurrent cores' zero state.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, frames: int) -> None:
+        super().__init__()
+        self.frames, self.in_dim = frames, in_dim
+        self.mlp = nn.Sequential(nn.Linear(frames * in_dim, hidden), nn.ReLU())
+        self.out_dim, self.state_dim = hidden, (frames - 1) * in_dim
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        b, t, d = x.shape
+        history = torch.cat([state.reshape(b, self.frames - 1, d), x], dim=1)  # [B, k-1+T, D]
+        windows = history.unfold(1, self.frames, 1)  # [B, T, D, k]
+        y = self.mlp(windows.transpose(2, 3).reshape(b, t, self.frames * d))
+        return y, history[:, t:].reshape(b, self.state_dim)
+
+
+def make_core(in_dim: int, config: NetworkConfig) -> RecurrentCore:
+    if config.core == "gru":
+        return GRUCore(in_dim, config.core_hidden)
+    if config.core == "lstm":
+        return LSTMCore(in_dim, config.core_hidden)
+    if config.core in ("brc", "nbrc"):
+        return BistableCore(in_dim, config.core_hidden, neuromodulated=config.core == "nbrc")
+    if config.core == "framestack":
+        return FrameStackCore(in_dim, config.core_hidden, config.framestack)
+    raise ValueError(f"unknown recurrent core {config.core!r}")
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class HistoryEncoder(nn.Module):
+    """Onboard observations -> per-key encoders -> recurrent core: the agent state h_t."""
+
+    def __init__(self, spec: PartSpec, config: NetworkConfig) -> None:
+        super().__init__()
+        self.encoder = PartEncoder(spec, config)
+        self.core = make_core(self.encoder.out_dim, config)
+        self.out_dim = self.core.out_dim
+
+    def forward(self, onboard: dict[str, Tensor], state: Tensor, augment: bool = False) -> tuple[Tensor, Tensor]:
+        return self.core(self.encoder(onboard, augment), state)
+
+
+class Actor(nn.Module):
+    """The recurrent policy pi(a_t | h_t). Its forward takes the onboard part only: there is no
+    argument through which a privileged tensor could reach it."""
+
+    def __init__(self, spec: ObsSpec, config: NetworkConfig) -> None:
+        super().__init__()
+        self.history = HistoryEncoder(spec.onboard, config)
+        self.head = mlp(self.history.out_dim, config.head_hidden, 2 * spec.action_dim)
+
+    def initial_state(self, batch: int) -> Tensor:
+        return self.history.core.initial_state(batch)
+
+    def forward(
+        self, onboard: dict[str, Tensor], state: Tensor, augment: bool = False
+    ) -> tuple[torch.distributions.Normal, Tensor]:
+        h, state = self.history(onboard, state, augment)
+        mean, log_std = self.head(h).chunk(2, dim=-1)
+        std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return torch.distributions.Normal(torch.tanh(mean), std), state
+
+
+class Critic(nn.Module):
+    """Q ensemble Q_k(z_t, a_t) and value V(z_t) over critic features z_t, which depend on the algorithm:
+
+        aawr        z_t = [h_t, i_t]   onboard history and privileged signal (the unbiased informed critic)
+        aawr-state  z_t = i_t          privileged signal only
+        awr         z_t = h_t          onboard history only
+    """
+
+    def __init__(self, spec: ObsSpec, config: NetworkConfig, algorithm: Algorithm) -> None:
+        super().__init__()
+        if algorithm == "bc":
+            raise ValueError("BC has no critic")
+        uses_history = algorithm in ("aawr", "awr")
+        uses_privileged = algorithm in ("aawr", "aawr-state")
+        if uses_privileged and not spec.privileged:
+            raise ValueError(f"{algorithm} needs privileged observations, but the task has none")
+        self.history = HistoryEncoder(spec.onboard, config) if uses_history else None
+        self.privileged = PartEncoder(spec.privileged, config) if uses_privileged else None
+        dim = (self.history.out_dim if self.history else 0) + (self.privileged.out_dim if self.privileged else 0)
+        self.q_heads = nn.ModuleList(
+            [mlp(dim + spec.action_dim, config.head_hidden, 1) for _ in range(config.critic_ensemble)]
+        )
+        self.v_head = mlp(dim, config.head_hidden, 1)
+
+    def initial_state(self, batch: int) -> Tensor:
+        return self.history.core.initial_state(batch) if self.history else torch.zeros(batch, 0)
+
+    def features(
+        self, onboard: dict[str, Tensor], privileged: dict[str, Tensor], state: Tensor, augment: bool = False
+    ) -> Tensor:
+        parts = []
+        if self.history is not None:
+            parts.append(self.history(onboard, state, augment)[0])
+        if self.privileged is not None:
+            parts.append(self.privileged(privileged, augment))
+        return torch.cat(parts, dim=-1)
+
+    def q_values(self, z: Tensor, action: Tensor) -> Tensor:  # -> [K, B, T]
+        za = torch.cat([z, action], dim=-1)
+        return torch.stack([head(za).squeeze(-1) for head in self.q_heads])
+
+    def value(self, z: Tensor) -> Tensor:  # -> [B, T]
+        return self.v_head(z).squeeze(-1)
