@@ -61,7 +61,9 @@ class Episode:
             raise EpisodeFormatError("action holds NaN or inf")
         for name in ("reward", "terminated", "truncated"):
             if getattr(self, name).shape != (steps,):
-                raise EpisodeFormatError(f"{name} must have shape ({steps},), got {getattr(self, name).shape}")
+                raise EpisodeFormatError(
+                    f"{name} must have shape ({steps},), got {getattr(self, name).shape}"
+                )
         if self.timestamp.shape != (steps + 1,):
             raise EpisodeFormatError(f"timestamp must have shape ({steps + 1},), got {self.timestamp.shape}")
         for part in PARTS:
@@ -86,7 +88,9 @@ def episode_from_steps(
 ) -> Episode:
     """Stack per-step nested observations (T+1 of them) and transitions (T) into an Episode."""
     if len(observations) != len(actions) + 1:
-        raise EpisodeFormatError(f"need T+1 observations for T actions, got {len(observations)} and {len(actions)}")
+        raise EpisodeFormatError(
+            f"need T+1 observations for T actions, got {len(observations)} and {len(actions)}"
+        )
     stacked = {
         part: {key: np.stack([obs[part][key] for obs in observations]) for key in observations[0][part]}
         for part in PARTS
@@ -140,7 +144,9 @@ def load_episode(path: str | Path) -> Episode:
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise EpisodeFormatError(f"{path}: not a readable episode file ({err})") from err
-    missing = [k for k in ("action", "reward", "terminated", "truncated", "timestamp", "attrs") if k not in arrays]
+    missing = [
+        k for k in ("action", "reward", "terminated", "truncated", "timestamp", "attrs") if k not in arrays
+    ]
     if missing:
         raise EpisodeFormatError(f"{path}: missing {missing}")
     parts: dict[str, dict[str, np.ndarray]] = {part: {} for part in PARTS}

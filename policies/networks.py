@@ -39,11 +39,15 @@ class ObsSpec:
     action_dim: int
 
     @staticmethod
-    def from_arrays(onboard: dict[str, np.ndarray], privileged: dict[str, np.ndarray], action_dim: int) -> ObsSpec:
+    def from_arrays(
+        onboard: dict[str, np.ndarray], privileged: dict[str, np.ndarray], action_dim: int
+    ) -> ObsSpec:
         """From one observation (no leading time axis)."""
 
         def part(arrays: dict[str, np.ndarray]) -> PartSpec:
-            return {k: KeySpec(tuple(int(d) for d in v.shape), str(v.dtype)) for k, v in sorted(arrays.items())}
+            return {
+                k: KeySpec(tuple(int(d) for d in v.shape), str(v.dtype)) for k, v in sorted(arrays.items())
+            }
 
         return ObsSpec(part(onboard), part(privileged), int(action_dim))
 
@@ -112,15 +116,22 @@ class PartEncoder(nn.Module):
         self.vector_keys = [k for k, s in spec.items() if not s.is_image]
         self.drq_pad = config.drq_pad
         self.images = nn.ModuleDict(
-            {k: ImageEncoder(spec[k].shape, config.image_channels, config.image_features) for k in self.image_keys}
+            {
+                k: ImageEncoder(spec[k].shape, config.image_channels, config.image_features)
+                for k in self.image_keys
+            }
         )
         vector_dim = sum(math.prod(spec[k].shape) for k in self.vector_keys)
         self.vectors = (
-            nn.Sequential(nn.Linear(vector_dim, config.vector_hidden), nn.LayerNorm(config.vector_hidden), nn.Tanh())
+            nn.Sequential(
+                nn.Linear(vector_dim, config.vector_hidden), nn.LayerNorm(config.vector_hidden), nn.Tanh()
+            )
             if self.vector_keys
             else None
         )
-        self.out_dim = config.image_features * len(self.image_keys) + (config.vector_hidden if self.vector_keys else 0)
+        self.out_dim = config.image_features * len(self.image_keys) + (
+            config.vector_hidden if self.vector_keys else 0
+        )
 
     def forward(self, obs: dict[str, Tensor], augment: bool = False) -> Tensor:
         if set(obs) != set(self.spec):
@@ -244,7 +255,9 @@ def make_core(in_dim: int, config: NetworkConfig) -> RecurrentCore:
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+    )
 
 
 class HistoryEncoder(nn.Module):
@@ -256,7 +269,9 @@ class HistoryEncoder(nn.Module):
         self.core = make_core(self.encoder.out_dim, config)
         self.out_dim = self.core.out_dim
 
-    def forward(self, onboard: dict[str, Tensor], state: Tensor, augment: bool = False) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, onboard: dict[str, Tensor], state: Tensor, augment: bool = False
+    ) -> tuple[Tensor, Tensor]:
         return self.core(self.encoder(onboard, augment), state)
 
 
@@ -284,9 +299,9 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """Q ensemble Q_k(z_t, a_t) and value V(z_t) over critic features z_t, which depend on the algorithm:
 
-        aawr        z_t = [h_t, i_t]   onboard history and privileged signal (the unbiased informed critic)
-        aawr-state  z_t = i_t          privileged signal only
-        awr         z_t = h_t          onboard history only
+    aawr        z_t = [h_t, i_t]   onboard history and privileged signal (the unbiased informed critic)
+    aawr-state  z_t = i_t          privileged signal only
+    awr         z_t = h_t          onboard history only
     """
 
     def __init__(self, spec: ObsSpec, config: NetworkConfig, algorithm: Algorithm) -> None:
@@ -299,7 +314,9 @@ class Critic(nn.Module):
             raise ValueError(f"{algorithm} needs privileged observations, but the task has none")
         self.history = HistoryEncoder(spec.onboard, config) if uses_history else None
         self.privileged = PartEncoder(spec.privileged, config) if uses_privileged else None
-        dim = (self.history.out_dim if self.history else 0) + (self.privileged.out_dim if self.privileged else 0)
+        dim = (self.history.out_dim if self.history else 0) + (
+            self.privileged.out_dim if self.privileged else 0
+        )
         self.q_heads = nn.ModuleList(
             [mlp(dim + spec.action_dim, config.head_hidden, 1) for _ in range(config.critic_ensemble)]
         )

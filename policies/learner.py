@@ -1,0 +1,149 @@
+"""AAWR, AAWR-state, AWR and BC in one code path: they differ only in what the critic sees.
+
+For a window of onboard observations o, privileged signals i and actions a (see policies.replay):
+
+    z_t      = critic features: [h_t, i_t] (aawr), i_t (aawr-state), h_t (awr); h_t = RNN(o_0..t)
+    V loss   = E[ |tau - 1(u < 0)| u^2 ],  u = min_k Q'_k(z_t, a_t) - V(z_t)     (expectile regression)
+    Q loss   = E[ sum_k (r_t + gamma (1 - d_t) V(z_{t+1}) - Q_k(z_t, a_t))^2 ]  (TD onto V of the next step)
+    A_t      = min_k Q'_k(z_t, a_t) - V(z_t)                                    (Q' = Polyak target critic)
+    w_t      = min(exp(A_t / beta), max_weight)   or   1[A_t > 0]              (BC: w_t = 1)
+    pi loss  = -E[ w_t log pi(a_t | o_0..t) ]                                   (the actor sees onboard only)
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from policies.config import LearnerConfig, Weighting
+from policies.networks import Actor, Critic, ObsSpec
+from policies.replay import SequenceBatch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or inf; the update was not applied."""
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def expectile_loss(u: Tensor, tau: float) -> Tensor:
+    """|tau - 1(u < 0)| u^2, elementwise: tau > 0.5 fits an upper expectile of Q under the data's actions."""
+    return torch.abs(tau - (u < 0).float()) * u.pow(2)
+
+
+def advantage_weights(advantage: Tensor, weighting: Weighting, beta: float, max_weight: float) -> Tensor:
+    if weighting == "indicator":
+        return (advantage > 0).float()
+    return torch.exp(advantage / beta).clamp(max=max_weight)
+
+
+def batch_to_torch(batch: SequenceBatch, device: torch.device | str = "cpu") -> dict:
+    """Images stay uint8 (the encoders scale them); everything else becomes float32."""
+
+    def tensor(x: np.ndarray) -> Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return t.to(device) if t.dtype == torch.uint8 else t.to(device, torch.float32)
+
+    return {
+        "onboard": {k: tensor(v) for k, v in batch.onboard.items()},
+        "privileged": {k: tensor(v) for k, v in batch.privileged.items()},
+        "action": tensor(batch.action),
+        "reward": tensor(batch.reward),
+        "terminated": tensor(batch.terminated),
+        "mask": tensor(batch.mask),
+    }
+
+
+class Learner:
+    def __init__(self, spec: ObsSpec, config: LearnerConfig, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.spec, self.config = spec, config
+        self.weighting: Weighting = config.weighting
+        self.actor = Actor(spec, config.network)
+        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic: Critic | None = None
+        if config.uses_critic:
+            self.critic = Critic(spec, config.network, config.algorithm)
+            self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+            self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.updates = 0
+
+    def go_online(self) -> None:
+        """Offline -> online: switch the weighting as configured (the paper uses 1[A > 0] online)."""
+        self.weighting = self.config.online_weighting
+
+    def losses(self, data: dict) -> tuple[dict[str, Tensor], dict[str, float]]:
+        """The losses of one batch (from `batch_to_torch`), before any parameter changes."""
+        cfg = self.config
+        onboard, privileged = data["onboard"], data["privileged"]
+        action, reward, done, mask = data["action"], data["reward"], data["terminated"], data["mask"]
+        size = action.shape[0]
+        losses: dict[str, Tensor] = {}
+        metrics: dict[str, float] = {}
+
+        if self.critic is None:  # BC: unit weights
+            weights = torch.ones_like(mask)
+        else:
+            z = self.critic.features(onboard, privileged, self.critic.initial_state(size), augment=True)
+            with torch.no_grad():
+                z_target = self.target_critic.features(
+                    onboard, privileged, self.target_critic.initial_state(size)
+                )
+                q_target = self.target_critic.q_values(z_target[:, :-1], action).min(dim=0).values
+            value = self.critic.value(z[:, :-1])
+            next_value = self.critic.value(z[:, 1:]).detach()
+
+            value_loss = masked_mean(expectile_loss(q_target - value, cfg.expectile), mask)
+            td_target = reward + cfg.gamma * (1.0 - done) * next_value
+            q = self.critic.q_values(z[:, :-1], action)
+            q_loss = masked_mean((q - td_target).pow(2).sum(dim=0), mask)
+            losses["critic"] = value_loss + q_loss
+
+            advantage = (q_target - value).detach()
+            weights = advantage_weights(advantage, self.weighting, cfg.beta, cfg.max_weight)
+            metrics.update(
+                value_loss=value_loss.item(),
+                q_loss=q_loss.item(),
+                q_mean=masked_mean(q_target, mask).item(),
+                advantage_mean=masked_mean(advantage, mask).item(),
+                advantage_positive=masked_mean((advantage > 0).float(), mask).item(),
+            )
+
+        # The actor gets the onboard part only; the privileged signal reaches it solely through the
+        # (detached) weights.
+        acting_steps = {k: v[:, :-1] for k, v in onboard.items()}  # the last observation has no action
+        dist, _ = self.actor(acting_steps, self.actor.initial_state(size), augment=True)
+        log_prob = dist.log_prob(action).sum(-1)
+        losses["actor"] = -masked_mean(weights * log_prob, mask)
+        metrics.update(actor_loss=losses["actor"].item(), weight_mean=masked_mean(weights, mask).item())
+        return losses, metrics
+
+    def update(self, batch: SequenceBatch) -> dict[str, float]:
+        losses, metrics = self.losses(batch_to_torch(batch))
+        bad = [name for name, loss in losses.items() if not torch.isfinite(loss)]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} loss at update {self.updates}; update skipped"
+            )
+
+        self._step(self.actor_optim, self.actor, losses["actor"])
+        if self.critic is not None:
+            self._step(self.critic_optim, self.critic, losses["critic"])
+            with torch.no_grad():  # Polyak: theta' <- (1 - tau) theta' + tau theta
+                for target, online in zip(
+                    self.target_critic.parameters(), self.critic.parameters(), strict=True
+                ):
+                    target.lerp_(online, self.config.target_tau)
+        self.updates += 1
+        return metrics
+
+    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+        optimizer.step()

@@ -1,0 +1,133 @@
+"""Sequence replay: whole episodes in, fixed-length windows with burn-in out.
+
+A window covers `burn_in + seq_len` transitions (and one more observation, for bootstrapping).
+It is cut from one episode only, never across a boundary. The trained step t0 is drawn uniformly
+over all transitions; the window starts `burn_in` steps earlier, or at the episode start, where the
+zero recurrent state is exact, so no step there needs a burn-in. Steps before t0 only warm up the
+recurrent state; steps past the episode end are padding. Both get loss mask 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.episodes import PARTS, Episode
+
+
+@dataclass
+class SequenceBatch:
+    onboard: dict[str, np.ndarray]  # [B, W+1, ...]
+    privileged: dict[str, np.ndarray]  # [B, W+1, ...]
+    action: np.ndarray  # [B, W, A]
+    reward: np.ndarray  # [B, W]
+    terminated: np.ndarray  # [B, W] (1 = no bootstrap from the next observation)
+    mask: np.ndarray  # [B, W] (1 = a trained transition)
+    episode: np.ndarray  # [B] index of the source episode in its replay
+    start: np.ndarray  # [B] first step of the window in that episode
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    @staticmethod
+    def concatenate(batches: list[SequenceBatch]) -> SequenceBatch:
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(b, name) for b in batches])
+
+        return SequenceBatch(
+            onboard={k: np.concatenate([b.onboard[k] for b in batches]) for k in batches[0].onboard},
+            privileged={k: np.concatenate([b.privileged[k] for b in batches]) for k in batches[0].privileged},
+            action=cat("action"),
+            reward=cat("reward"),
+            terminated=cat("terminated"),
+            mask=cat("mask"),
+            episode=cat("episode"),
+            start=cat("start"),
+        )
+
+
+class SequenceReplay:
+    def __init__(self, seq_len: int, burn_in: int, capacity_episodes: int | None = None) -> None:
+        self.seq_len, self.burn_in = seq_len, burn_in
+        self.capacity = capacity_episodes
+        self.episodes: list[Episode] = []
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def steps(self) -> int:
+        return sum(len(e) for e in self.episodes)
+
+    def add(self, episode: Episode) -> None:
+        if len(episode) == 0:
+            return
+        if self.episodes:
+            _check_same_keys(self.episodes[0], episode)
+        self.episodes.append(episode)
+        if self.capacity is not None and len(self.episodes) > self.capacity:
+            self.episodes.pop(0)  # first in, first out: online data goes stale as the policy improves
+
+    def extend(self, episodes: list[Episode]) -> None:
+        for episode in episodes:
+            self.add(episode)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> SequenceBatch:
+        if not self.episodes:
+            raise ValueError("cannot sample from an empty replay")
+        lengths = np.array([len(e) for e in self.episodes])
+        # Uniform over transitions: pick an episode in proportion to its length, then a step in it.
+        episode_ids = rng.choice(len(lengths), size=batch_size, p=lengths / lengths.sum())
+        trained_steps = (rng.random(batch_size) * lengths[episode_ids]).astype(int)
+        windows = [
+            self._window(self.episodes[e], t0) for e, t0 in zip(episode_ids, trained_steps, strict=True)
+        ]
+        batch = SequenceBatch.concatenate(windows)
+        batch.episode = episode_ids
+        return batch
+
+    def _window(self, episode: Episode, t0: int) -> SequenceBatch:
+        width = self.burn_in + self.seq_len
+        start = max(0, t0 - self.burn_in)
+        steps = np.arange(start, start + width)
+        valid = steps < len(episode)
+        transition = np.minimum(steps, len(episode) - 1)  # padding repeats the last transition
+        observation = np.minimum(np.arange(start, start + width + 1), len(episode))
+        obs = {part: {k: v[observation][None] for k, v in getattr(episode, part).items()} for part in PARTS}
+        return SequenceBatch(
+            onboard=obs["onboard"],
+            privileged=obs["privileged"],
+            action=episode.action[transition][None],
+            reward=np.where(valid, episode.reward[transition], 0.0)[None].astype(np.float32),
+            terminated=np.where(valid, episode.terminated[transition], True)[None].astype(np.float32),
+            mask=(valid & (steps >= t0))[None].astype(np.float32),
+            episode=np.zeros(1, dtype=np.int64),
+            start=np.array([start]),
+        )
+
+
+def _check_same_keys(reference: Episode, episode: Episode) -> None:
+    for part in PARTS:
+        expected, got = sorted(getattr(reference, part)), sorted(getattr(episode, part))
+        if expected != got:
+            raise ValueError(f"episode {part} keys {got} differ from the replay's {expected}")
+    if episode.action.shape[1] != reference.action.shape[1]:
+        raise ValueError(
+            f"action size {episode.action.shape[1]} differs from the replay's {reference.action.shape[1]}"
+        )
+
+
+def sample_mixed(
+    demos: SequenceReplay,
+    online: SequenceReplay,
+    batch_size: int,
+    demo_fraction: float,
+    rng: np.random.Generator,
+) -> SequenceBatch:
+    """Online batches: `demo_fraction` of the sequences from the demos, the rest from online data."""
+    if len(online) == 0:
+        return demos.sample(batch_size, rng)
+    n_demo = round(batch_size * demo_fraction)
+    parts = [r.sample(n, rng) for r, n in ((demos, n_demo), (online, batch_size - n_demo)) if n > 0]
+    return SequenceBatch.concatenate(parts)
