@@ -124,10 +124,16 @@ class PolicyRunner:
     """
 
     def __init__(self, actor: Actor, card: CheckpointCard) -> None:
-        self.actor = actor.eval()
+        self.actor = actor
         self.card = card
         self.spec = card.spec
         self.state: torch.Tensor | None = None
+
+    @staticmethod
+    def from_learner(learner: Learner, task: str, version: int = 0) -> PolicyRunner:
+        """A runner over the learner's live actor, for rollouts during training."""
+        card = CheckpointCard(task, learner.spec, learner.config, version, learner.updates, {})
+        return PolicyRunner(learner.actor, card)
 
     @property
     def version(self) -> int:

@@ -1,0 +1,133 @@
+"""T-maze: the smallest active-perception POMDP, for fast learning tests and belief diagnostics.
+
+    [sign] [start] [ ] ... [junction]  -> up / down
+
+The goal (up or down) is shown only on the sign cell, one step *behind* the start: the agent must
+first move away from the goal to look, remember what it saw down the corridor, then turn the right
+way. The sign reads correctly with probability `sign_accuracy`; the privileged part carries the
+true goal and the exact Bayes-filter belief P(goal = up | readings so far).
+
+Action in [-1, 1]^2: a[0] < 0 steps back, a[0] >= 0 steps forward (at the junction: turns), a[1]
+picks the side when turning (> 0 up). Reward 1 for the right side; the episode ends at a turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sim.config import DemoConfig, TaskConfig
+
+
+@dataclass
+class TMazeLayout:
+    corridor_length: int = 4  # cells from the start to the junction
+    sign_accuracy: float = 1.0
+
+
+class TMazeEnv(gym.Env):
+    metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
+    task_name = "tmaze"
+    control_hz = 10.0
+
+    def __init__(self, config: TaskConfig | None = None, layout: TMazeLayout | None = None) -> None:
+        self.config = config or TaskConfig(max_episode_steps=16)
+        self.layout = layout or TMazeLayout()
+        if not 0.5 < self.layout.sign_accuracy <= 1.0:
+            raise ValueError(f"sign_accuracy must lie in (0.5, 1], got {self.layout.sign_accuracy}")
+        self.max_episode_steps = self.config.max_episode_steps
+        self.junction = self.layout.corridor_length + 1
+        vector = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "onboard": gym.spaces.Dict({"sensors": gym.spaces.Box(-1.0, 1.0, (3,), np.float32)}),
+                "privileged": gym.spaces.Dict(
+                    {"goal": vector, "belief": gym.spaces.Box(0.0, 1.0, (1,), np.float32), "position": vector}
+                ),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self.goal_up = bool(self.np_random.random() < 0.5)
+        self.position = 1
+        self.steps = 0
+        self.belief_up = 0.5
+        self.reading = 0.0
+        return self._observation(), {"success": False}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"tmaze: action must have shape {self.action_space.shape}, got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"tmaze: action holds NaN or inf: {action}")
+        move, side = np.clip(action, -1.0, 1.0)
+        self.steps += 1
+        success = turned = False
+        if move >= 0 and self.position == self.junction:
+            turned = True
+            success = (side > 0) == self.goal_up
+        elif move >= 0:
+            self.position += 1
+        else:
+            self.position = max(0, self.position - 1)
+        self.reading = self._read_sign() if self.position == 0 and not turned else 0.0
+        reward = float(success)
+        if self.config.reward == "dense":
+            reward -= 0.01  # a small price per step favours short paths
+        truncated = not turned and self.steps >= self.max_episode_steps
+        return self._observation(), reward, turned, truncated, {"success": success}
+
+    def _read_sign(self) -> float:
+        """One noisy reading; the belief follows Bayes: b' = P(r | up) b / P(r)."""
+        correct = self.np_random.random() < self.layout.sign_accuracy
+        says_up = self.goal_up if correct else not self.goal_up
+        p_up = self.layout.sign_accuracy if says_up else 1.0 - self.layout.sign_accuracy
+        self.belief_up = (
+            p_up * self.belief_up / (p_up * self.belief_up + (1.0 - p_up) * (1.0 - self.belief_up))
+        )
+        return 1.0 if says_up else -1.0
+
+    def _observation(self) -> dict[str, dict[str, np.ndarray]]:
+        at_junction = float(self.position == self.junction)
+        scaled_position = 2.0 * self.position / self.junction - 1.0
+        return {
+            "onboard": {"sensors": np.array([self.reading, at_junction, scaled_position], dtype=np.float32)},
+            "privileged": {
+                "goal": np.array([1.0 if self.goal_up else -1.0], dtype=np.float32),
+                "belief": np.array([self.belief_up], dtype=np.float32),
+                "position": np.array([scaled_position], dtype=np.float32),
+            },
+        }
+
+
+class TMazeDemonstrator:
+    """Looks at the sign, walks to the junction, turns by the belief. Sub-optimal knobs:
+    `wrong_direction_prob` skips the look and guesses, `hesitation_prob` takes a step back (a dither),
+    `action_noise` perturbs the continuous action."""
+
+    def __init__(self, env: TMazeEnv, config: DemoConfig, seed: int) -> None:
+        self.env, self.config = env, config
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.skip_look = self.rng.random() < self.config.wrong_direction_prob
+        self.looked = False
+        self.guess_up = self.rng.random() < 0.5
+
+    def act(self, obs: dict) -> np.ndarray:
+        env = self.env
+        belief = float(obs["privileged"]["belief"][0])
+        self.looked |= env.position == 0
+        if self.rng.random() < self.config.hesitation_prob or (not self.looked and not self.skip_look):
+            move = -1.0
+        else:
+            move = 1.0
+        up = self.guess_up if self.skip_look else belief > 0.5
+        action = np.array([move, 1.0 if up else -1.0]) + self.rng.normal(0.0, self.config.action_noise, 2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
