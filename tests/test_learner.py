@@ -52,8 +52,9 @@ def spec_of(episode: Episode) -> ObsSpec:
 
 
 def small_config(algorithm: str = "aawr", core: str = "gru") -> LearnerConfig:
-    network = NetworkConfig(image_channels=(8, 8), image_features=16, vector_hidden=16, core=core, core_hidden=16,
-                            head_hidden=32)  # fmt: skip
+    network = NetworkConfig(
+        image_channels=(8, 8), image_features=16, vector_hidden=16, core=core, core_hidden=16, head_hidden=32
+    )
     return LearnerConfig(algorithm=algorithm, network=network, batch_size=4, seq_len=5, burn_in=3)
 
 
@@ -304,6 +305,6 @@ def test_malformed_learner_config_is_a_clear_error(tmp_path) -> None:
         load_config(LearnerConfig, {"algorithm": "ppo"})
     with pytest.raises(ConfigError, match="expectile"):
         load_config(LearnerConfig, {"expectile": 1.5})
-    with pytest.raises(ConfigError, match="network.core"):
+    with pytest.raises(ConfigError, match=r"network\.core"):
         load_config(LearnerConfig, None, ["network.core=transformer"])
     assert load_config(LearnerConfig, None, ["network.core=lstm", "beta=1"]).network.core == "lstm"
