@@ -25,7 +25,8 @@ if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 is pinned in pyproject: the CPU build; a loose pin would pull a CUDA build.
-  .venv/bin/pip install -q -e ".[dev,ros]"
+  # compat mode: a path entry to this folder, so new modules need no re-install
+  .venv/bin/pip install -q -e ".[dev,ros]" --config-settings editable_mode=compat
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
