@@ -20,6 +20,7 @@ from sim.base import ANGLE_STEP, EE_STEP, JOINT_STEP, ArmEnv
 from sim.config import DemoConfig, TaskConfig
 from sim.pick import CUBE_HALF, LIFT, PickEnv, SearchPickEnv
 from sim.scene import ik, wrap_angle
+from sim.shelf import NUM_PLACES, ShelfSearchEnv, place_centre
 
 DEMO_SEED_OFFSET = 1_000_000_000  # demo env seeds: OFFSET + seed * 1e6 + index, apart from other uses
 
@@ -182,3 +183,38 @@ def collect_demos(
     with multiprocessing.get_context("spawn").Pool(len(chunks)) as pool:
         parts = pool.starmap(_collect, [(task, chunk, task_config, demo_config) for chunk in chunks])
     return [episode for part in parts for episode in part]
+
+
+class ShelfDemonstrator(_Scripted):
+    """Back off in front of the cabinet, level the camera at the compartment's height, then move in
+    to look at the target from a standoff. With `wrong_direction_prob` it first looks into another
+    compartment."""
+
+    STANDOFF = 0.17  # grasp point to target, along the line of sight from the base
+    RETREAT_X = 0.33  # where the camera lines up before moving in
+    LOOK_STEPS = 2  # steps spent looking into a wrong compartment
+
+    def __init__(self, env: ShelfSearchEnv, config: DemoConfig, seed: int) -> None:
+        super().__init__(env, config, seed)
+        self.env: ShelfSearchEnv = env
+
+    def reset(self) -> None:
+        super().reset()
+        others = [p for p in range(NUM_PLACES) if p != self.env.target_place]
+        self.stops = [place_centre(int(self.rng.choice(others)))] if self.wrong_first else []
+        self.belief_error = np.append(self.rng.normal(0.0, self.config.grasp_offset, 2), 0.0)
+        self.looked = 0
+
+    def goal(self, obs: dict) -> tuple[np.ndarray, float, float]:
+        spot = self.stops[0] if self.stops else self.env.target_pos() + self.belief_error
+        radial = spot[:2] / np.linalg.norm(spot[:2])
+        view = np.append(spot[:2] - self.STANDOFF * radial, spot[2] + 0.02)
+        here = self.env.grasp_point()
+        if self.stops and np.linalg.norm(here - view) < 0.02:
+            self.looked += 1
+            if self.looked >= self.LOOK_STEPS:
+                self.stops.pop(0)
+        pitch = self.env.ee_pitch if self.env.config.action_mode == "ee" else self.pitch
+        if np.linalg.norm(here[1:] - view[1:]) > 0.03 or abs(pitch) > 0.05:
+            return np.array([min(here[0], self.RETREAT_X), view[1], view[2]]), 0.0, -1.0
+        return view, 0.0, -1.0

@@ -37,11 +37,11 @@ def fmt(values: np.ndarray | tuple | list) -> str:
     return " ".join(f"{float(v):.5g}" for v in values)
 
 
-SIDE_CAMERA_POS = np.array([0.85, -0.55, 0.55])
-SIDE_CAMERA_TARGET = np.array([0.38, 0.0, 0.0])
+SIDE_CAMERA_POS = np.array([0.62, -0.56, 0.40])
+SIDE_CAMERA_TARGET = np.array([0.36, 0.0, 0.12])
 
 
-def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: float = 38.0) -> str:
+def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: float = 45.0) -> str:
     """The full MJCF: robot, table and lights, plus a task's `objects` (bodies in the worldbody)."""
     side = lookat_xyaxes(SIDE_CAMERA_POS, SIDE_CAMERA_TARGET)
     return f"""
@@ -67,6 +67,8 @@ def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: floa
   <asset>
     <texture name="wood" type="2d" builtin="flat" width="64" height="64" rgb1="0.62 0.52 0.40"
              rgb2="0.5 0.4 0.3" mark="random" random="0.08" markrgb="0.55 0.45 0.34"/>
+    <texture name="sky" type="skybox" builtin="gradient" rgb1="0.55 0.6 0.66" rgb2="0.2 0.22 0.25" width="32"
+             height="32"/>
     <material name="table" texture="wood" texrepeat="6 6" rgba="1 1 1 1"/>
     <material name="floor" rgba="0.32 0.33 0.36 1"/>
     <material name="arm" rgba="0.85 0.86 0.88 1"/>
@@ -103,7 +105,7 @@ def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: floa
                 <joint name="wrist_roll" axis="0 0 1" range="-3.0 3.0"/>
                 <geom type="cylinder" size="0.025 0.02" pos="0 0 0.02" material="arm"/>
                 <geom name="palm" type="box" size="0.022 0.06 0.012" pos="0 0 0.05" material="joint"/>
-                <camera name="wrist" pos="-0.05 0 0.055" xyaxes="0 -1 0 -1 0 0" fovy="50"/>
+                <camera name="wrist" pos="-0.05 0 0.055" xyaxes="0 -1 0 -0.966 0 0.259" fovy="50"/>
                 <geom type="box" size="0.02 0.012 0.01" pos="-0.05 0 0.04" material="joint"/>
                 <site name="grasp" pos="0 0 {HAND - 0.03}" size="0.005" rgba="1 0 0 0" group="3"/>
                 <body name="finger_left" pos="0 0 0.062" gravcomp="1">
