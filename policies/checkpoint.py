@@ -152,7 +152,7 @@ class PolicyRunner:
                 f"batch of {inputs[next(iter(inputs))].shape[0]}, but reset() was for {self.state.shape[0]}"
             )
         dist, self.state = self.actor({k: v[:, None] for k, v in inputs.items()}, self.state)
-        action = dist.mean if deterministic else dist.sample()
+        action = dist.mode_action() if deterministic else dist.sample()
         action = action[:, 0].clamp(-1.0, 1.0).numpy()
         return action if batched else action[0]
 

@@ -19,6 +19,7 @@ class NetworkConfig:
     core_hidden: int = 128
     framestack: int = 4  # frames kept by the "framestack" core (the non-recurrent baseline)
     head_hidden: int = 128
+    policy_modes: int = 5  # Gaussian mixture components of the policy (1: a plain Gaussian)
     critic_ensemble: int = 2
     drq_pad: int = 2  # DrQ random-shift augmentation, in pixels (0 turns it off)
 
@@ -27,6 +28,8 @@ class NetworkConfig:
             raise ValueError("network widths must be positive")
         if self.critic_ensemble < 2:
             raise ValueError("critic_ensemble must be >= 2 (V regresses on the min of two Q heads)")
+        if self.policy_modes < 1:
+            raise ValueError("policy_modes must be >= 1")
         if self.framestack < 1:
             raise ValueError("framestack must be >= 1")
 

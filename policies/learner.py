@@ -118,7 +118,7 @@ class Learner:
         # (detached) weights.
         acting_steps = {k: v[:, :-1] for k, v in onboard.items()}  # the last observation has no action
         dist, _ = self.actor(acting_steps, self.actor.initial_state(size), augment=True)
-        log_prob = dist.log_prob(action).sum(-1)
+        log_prob = dist.log_prob(action)
         losses["actor"] = -masked_mean(weights * log_prob, mask)
         metrics.update(actor_loss=losses["actor"].item(), weight_mean=masked_mean(weights, mask).item())
         return losses, metrics

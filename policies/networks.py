@@ -275,25 +275,44 @@ class HistoryEncoder(nn.Module):
         return self.core(self.encoder(onboard, augment), state)
 
 
+class ActionMixture(torch.distributions.MixtureSameFamily):
+    """A Gaussian mixture over actions (as robomimic's GMM heads): demos that search left or right
+    are two modes, whose average, a single Gaussian's mean, would not move at all."""
+
+    def mode_action(self) -> Tensor:
+        """The mean of the most likely component: the deterministic action."""
+        best = self.mixture_distribution.logits.argmax(-1)
+        means = self.component_distribution.base_dist.loc
+        return torch.gather(means, -2, best[..., None, None].expand(*best.shape, 1, means.shape[-1])).squeeze(
+            -2
+        )
+
+
 class Actor(nn.Module):
     """The recurrent policy pi(a_t | h_t). Its forward takes the onboard part only: there is no
     argument through which a privileged tensor could reach it."""
 
     def __init__(self, spec: ObsSpec, config: NetworkConfig) -> None:
         super().__init__()
+        self.modes, self.action_dim = config.policy_modes, spec.action_dim
         self.history = HistoryEncoder(spec.onboard, config)
-        self.head = mlp(self.history.out_dim, config.head_hidden, 2 * spec.action_dim)
+        self.head = mlp(self.history.out_dim, config.head_hidden, self.modes * (1 + 2 * spec.action_dim))
 
     def initial_state(self, batch: int) -> Tensor:
         return self.history.core.initial_state(batch)
 
     def forward(
         self, onboard: dict[str, Tensor], state: Tensor, augment: bool = False
-    ) -> tuple[torch.distributions.Normal, Tensor]:
+    ) -> tuple[ActionMixture, Tensor]:
         h, state = self.history(onboard, state, augment)
-        mean, log_std = self.head(h).chunk(2, dim=-1)
+        out = self.head(h)
+        logits = out[..., : self.modes]
+        mean, log_std = (
+            out[..., self.modes :].unflatten(-1, (self.modes, 2 * self.action_dim)).chunk(2, dim=-1)
+        )
         std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-        return torch.distributions.Normal(torch.tanh(mean), std), state
+        components = torch.distributions.Independent(torch.distributions.Normal(torch.tanh(mean), std), 1)
+        return ActionMixture(torch.distributions.Categorical(logits=logits), components), state
 
 
 class Critic(nn.Module):

@@ -114,7 +114,7 @@ def test_critic_losses_match_hand_computation(episodes: list[Episode]) -> None:
         w = torch.exp(u / 0.3).clamp(max=100.0)
         onboard = {k: v[:, :-1] for k, v in data["onboard"].items()}
         dist, _ = learner.actor(onboard, learner.actor.initial_state(size))
-        actor_loss = -(w * dist.log_prob(data["action"]).sum(-1) * mask).sum() / mask.sum()
+        actor_loss = -(w * dist.log_prob(data["action"]) * mask).sum() / mask.sum()
     assert metrics["value_loss"] == pytest.approx(v_loss.item(), rel=1e-5)
     assert metrics["q_loss"] == pytest.approx(q_loss.item(), rel=1e-5)
     assert losses["critic"].item() == pytest.approx((v_loss + q_loss).item(), rel=1e-5)
