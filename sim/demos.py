@@ -52,17 +52,24 @@ class _Scripted:
         """(grasp-point position, yaw or pitch, gripper command) to head for this step."""
         raise NotImplementedError
 
+    def commanded_angle(self) -> float:
+        """The wrist yaw (top-down tasks) or pitch the env is commanded to, in either action mode."""
+        env = self.env
+        if env.config.action_mode == "ee":
+            return env.ee_yaw if "yaw" in env.ee_axes else env.ee_pitch
+        return self.yaw if "yaw" in env.ee_axes else self.pitch
+
     def _action(self, target: np.ndarray, angle: float, grip: float) -> np.ndarray:
         env = self.env
         self.grip = grip
         top_down = "yaw" in env.ee_axes
         if env.config.action_mode == "ee":
-            current, current_angle = env.ee_pos, env.ee_yaw if top_down else env.ee_pitch
-            arm = np.append((target - current) / EE_STEP, wrap_angle(angle - current_angle) / ANGLE_STEP)
+            turn = wrap_angle(angle - self.commanded_angle())
+            arm = np.append((target - env.ee_pos) / EE_STEP, turn / ANGLE_STEP)
         else:  # joint mode: the script keeps its own commanded pose and steps the joints toward its IK
-            current_angle = self.yaw if top_down else self.pitch
+            current = self.commanded_angle()
             self.ee = self.ee + np.clip(target - self.ee, -EE_STEP, EE_STEP)
-            turned = current_angle + np.clip(wrap_angle(angle - current_angle), -ANGLE_STEP, ANGLE_STEP)
+            turned = current + np.clip(wrap_angle(angle - current), -ANGLE_STEP, ANGLE_STEP)
             self.yaw, self.pitch = (turned, self.pitch) if top_down else (self.yaw, turned)
             goal = ik(self.ee, self.pitch, self.yaw if top_down else None).qpos
             arm = (goal - env._joint_target) / JOINT_STEP
@@ -109,7 +116,10 @@ class PickDemonstrator(_Scripted):
             return decoy, 0.0, -1.0
         yaw = env.object_yaw()
         if self.phase == "approach":
-            if np.linalg.norm(here[:2] - hover[:2]) < 0.01 and abs(wrap_angle(yaw - env.ee_yaw)) < 0.05:
+            if (
+                np.linalg.norm(here[:2] - hover[:2]) < 0.01
+                and abs(wrap_angle(yaw - self.commanded_angle())) < 0.05
+            ):
                 self.phase = "descend"
             return hover, yaw, -1.0
         if self.phase == "descend":
@@ -214,7 +224,6 @@ class ShelfDemonstrator(_Scripted):
             self.looked += 1
             if self.looked >= self.LOOK_STEPS:
                 self.stops.pop(0)
-        pitch = self.env.ee_pitch if self.env.config.action_mode == "ee" else self.pitch
-        if np.linalg.norm(here[1:] - view[1:]) > 0.03 or abs(pitch) > 0.05:
+        if np.linalg.norm(here[1:] - view[1:]) > 0.03 or abs(self.commanded_angle()) > 0.05:
             return np.array([min(here[0], self.RETREAT_X), view[1], view[2]]), 0.0, -1.0
         return view, 0.0, -1.0
