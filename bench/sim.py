@@ -13,13 +13,19 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+# Run as `python bench/sim.py`, this file's folder comes first on sys.path and its name would shadow
+# the `sim` package: drop the folder before importing it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import sim
-from sim.config import TaskConfig
-from sim.vector import VectorEnv, rollout
+import numpy as np  # noqa: E402
+
+import sim  # noqa: E402
+from sim.config import TaskConfig  # noqa: E402
+from sim.vector import VectorEnv, rollout  # noqa: E402
 
 
 class RandomPolicy:
