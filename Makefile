@@ -18,5 +18,5 @@ test: setup
 	$(RUN)/python -m pytest -q
 
 bench: setup
-	$(RUN)/python bench/sim.py
-	$(RUN)/python bench/learner.py
+	$(RUN)/python -m bench.sim
+	$(RUN)/python -m bench.learner

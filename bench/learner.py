@@ -1,7 +1,7 @@
 """Learner speed at a pretraining preset: gradient updates/s per algorithm and single-step inference
 latency (p50/p99) of the policy runner, on real demos of the preset's task. Prints JSON.
 
-    python bench/learner.py [--preset quick] [--updates 20] [--steps 500]
+    python -m bench.learner [--preset quick] [--updates 20] [--steps 500]
 
 Targets (issue 3): >= 2 updates/s at the quick preset; p99 <= 2 ms per inference step.
 """

@@ -1,6 +1,6 @@
 """Sim throughput: env steps per second for each task, rendering its onboard cameras, printed as JSON.
 
-    MUJOCO_GL=egl python bench/sim.py [--image-size 84] [--steps 400] [--num-envs 8] [--num-workers 2]
+    MUJOCO_GL=egl python -m bench.sim [--image-size 84] [--steps 400] [--num-envs 8] [--num-workers 2]
 
 "single": one env in this process; "vectorised": `sim.vector.rollout` over num_envs envs in
 num_workers processes with a batched random policy (episode resets included). Target: >= 150
@@ -13,19 +13,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
-# Run as `python bench/sim.py`, this file's folder comes first on sys.path and its name would shadow
-# the `sim` package: drop the folder before importing it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import sim  # noqa: E402
-from sim.config import TaskConfig  # noqa: E402
-from sim.vector import VectorEnv, rollout  # noqa: E402
+import sim
+from sim.config import TaskConfig
+from sim.vector import VectorEnv, rollout
 
 
 class RandomPolicy:

@@ -308,3 +308,15 @@ def test_malformed_learner_config_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"network\.core"):
         load_config(LearnerConfig, None, ["network.core=transformer"])
     assert load_config(LearnerConfig, None, ["network.core=lstm", "beta=1"]).network.core == "lstm"
+
+
+def test_mixture_policy_acts_with_the_most_likely_mode() -> None:
+    from policies.networks import ActionMixture
+
+    logits = torch.tensor([[0.0, 2.0, -1.0]])
+    means = torch.tensor([[[0.9, 0.9], [-0.5, 0.2], [0.0, 0.0]]])
+    components = torch.distributions.Independent(torch.distributions.Normal(means, torch.full_like(means, 0.1)), 1)
+    mixture = ActionMixture(torch.distributions.Categorical(logits=logits), components)
+    assert torch.allclose(mixture.mode_action(), torch.tensor([[-0.5, 0.2]]))
+    # The mixture's mean lies between the modes: an action no demo took.
+    assert not torch.allclose(mixture.mean, mixture.mode_action())

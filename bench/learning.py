@@ -1,0 +1,87 @@
+"""Learning benchmark (issue 3): AAWR vs AWR vs BC on search-pick and camouflage-pick from the same
+scripted sub-optimal demos and the same budget, plus AAWR-state and a frame-stack (non-recurrent)
+AAWR on search-pick. Seeded; prints one JSON object and writes it to <out>/learning.json.
+
+    python -m bench.learning                          # the `full` preset (hours on a 2-core CPU)
+    python -m bench.learning --preset quick --tasks search-pick --no-ablations
+
+Each row gives the success rate on held-out seeds with its Wilson 95% interval and the budget
+(demos, updates, online env steps, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from apsconfig import load_config
+from policies.metrics import wilson_interval
+from sim.pretrain import PRESETS, PretrainConfig, RunResult, run
+
+
+def summarise(label: str, results: list[RunResult], cfg: PretrainConfig) -> dict:
+    successes, trials = sum(r.successes for r in results), sum(r.trials for r in results)
+    low, high = wilson_interval(successes, trials)
+    return {
+        "variant": label,
+        "success": round(successes / trials, 3),
+        "ci95": [round(low, 3), round(high, 3)],
+        "trials": trials,
+        "updates": max(r.updates for r in results),
+        "online_env_steps": max(r.online_steps for r in results),
+        "wall_min": round(sum(r.wall_s for r in results) / 60 / len(cfg.seeds), 1),
+        "stopped_early": [r.stopped for r in results if r.stopped],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="full")
+    parser.add_argument("--tasks", nargs="+", default=["search-pick", "camouflage-pick"])
+    parser.add_argument("--no-ablations", action="store_true", help="skip AAWR-state and frame-stack")
+    parser.add_argument("--out", default="runs/bench-learning")
+    parser.add_argument("overrides", nargs="*", help="key=value settings for every run")
+    args = parser.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    torch.set_num_threads(2)
+    report: dict = {"bench": "learning", "preset": args.preset, "machine": f"{platform.machine()}, "
+                    f"{os.cpu_count()} cores", "tasks": {}}  # fmt: skip
+    for task in args.tasks:
+        overrides = [*args.overrides, f"task={task}"]
+        cfg = load_config(PretrainConfig, PRESETS / f"{args.preset}.yaml", overrides)
+        cfg = dataclasses.replace(cfg, out_dir=args.out)
+        variants = [("", cfg)]
+        if task == "search-pick" and not args.no_ablations:
+            variants.append(("", dataclasses.replace(cfg, algorithms=["aawr-state"])))
+            framestack = dataclasses.replace(cfg.learner.network, core="framestack")
+            variants.append(("-framestack", dataclasses.replace(
+                cfg, algorithms=["aawr"], learner=dataclasses.replace(cfg.learner, network=framestack))))  # fmt: skip
+        rows = []
+        for suffix, variant in variants:
+            results, _ = run(variant)
+            for algorithm in variant.algorithms:
+                runs = [r for r in results if r.algorithm == algorithm]
+                rows.append(summarise(algorithm + suffix, runs, variant))
+        report["tasks"][task] = {
+            "image_size": cfg.env.image_size,
+            "max_episode_steps": cfg.env.max_episode_steps,
+            "demos": cfg.num_demos,
+            "demo_config": dataclasses.asdict(cfg.demo),
+            "network": dataclasses.asdict(cfg.learner.network),
+            "seeds": cfg.seeds,
+            "eval_episodes_per_seed": cfg.eval_episodes,
+            "results": rows,
+        }
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "learning.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
