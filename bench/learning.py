@@ -60,8 +60,8 @@ def main() -> None:
         if task == "search-pick" and not args.no_ablations:
             variants.append(("", dataclasses.replace(cfg, algorithms=["aawr-state"])))
             framestack = dataclasses.replace(cfg.learner.network, core="framestack")
-            variants.append(("-framestack", dataclasses.replace(
-                cfg, algorithms=["aawr"], learner=dataclasses.replace(cfg.learner, network=framestack))))  # fmt: skip
+            learner = dataclasses.replace(cfg.learner, network=framestack)
+            variants.append(("-framestack", dataclasses.replace(cfg, algorithms=["aawr"], learner=learner)))
         rows = []
         for suffix, variant in variants:
             results, _ = run(variant)
