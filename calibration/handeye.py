@@ -64,6 +64,7 @@ class HandEyeConfig:
     min_rotation_deg: float = 10.0  # the largest rotation between two robot poses must reach this
     min_axis_angle_deg: float = 15.0  # and the rotation axes must differ by this much
     max_rotation_mismatch_deg: float = 2.0  # median |robot rotation - board rotation| over pose pairs
+    max_residual_deg: float = 2.0  # RMS AX = XB rotation residual of the best method
     max_view_error_px: float = 1.0  # board poses that reproject worse than this are left out
 
     def __post_init__(self) -> None:
@@ -99,8 +100,9 @@ def calibrate_hand_eye(
 ) -> HandEyeResult:
     """X from robot poses (base<-hand, 4x4) and board poses (camera<-board, 4x4), paired by index.
 
-    Refuses motions that cannot determine X (too little rotation, one rotation axis) and pose sets
-    whose robot and camera rotations disagree (mismatched pairs, inverted poses, the wrong mode)."""
+    Refuses motions that cannot determine X (too little rotation, one rotation axis), pose sets whose
+    robot and camera rotations disagree (mismatched pairs) and results that fit badly (inverted robot
+    poses, the wrong mode)."""
     config = config or HandEyeConfig()
     if len(robot_poses) != len(board_poses):
         raise CalibrationError(f"{len(robot_poses)} robot poses but {len(board_poses)} board poses")
@@ -116,7 +118,7 @@ def calibrate_hand_eye(
     pairs = [(i, j) for i in range(len(hand)) for j in range(i + 1, len(hand))]
     motions_a = [invert(hand[j]) @ hand[i] for i, j in pairs]
     motions_b = [boards[j] @ invert(boards[i]) for i, j in pairs]
-    max_rotation, axis_angle = _check_motion(motions_a, motions_b, mode, config)
+    max_rotation, axis_angle = _check_motion(motions_a, motions_b, config)
 
     distance_m = float(np.median([np.linalg.norm(b[:3, 3]) for b in boards]))
     results = []
@@ -142,6 +144,14 @@ def calibrate_hand_eye(
         raise CalibrationError(f"cv2.calibrateHandEye failed for method {config.method}: try method=auto")
     results.sort(key=lambda r: r.score_mm)
     best = results[0]
+    # Inverted robot poses or the wrong mode keep every rotation angle, so only the fit reveals them.
+    if best.rotation_deg > config.max_residual_deg:
+        other = "eye_to_hand" if mode == "eye_in_hand" else "eye_in_hand"
+        raise CalibrationError(
+            f"no transform fits the poses ({best.method} leaves {best.rotation_deg:.1f} degrees RMS rotation "
+            f"residual): check that robot poses are base<-hand (not inverted) and the mode (got {mode}; "
+            f"is it {other}?)"
+        )
     return HandEyeResult(mode, best.method, best.transform, results, len(hand), max_rotation, axis_angle)
 
 
@@ -158,7 +168,7 @@ def ax_xb_residuals(
 
 
 def _check_motion(
-    motions_a: list[np.ndarray], motions_b: list[np.ndarray], mode: Mode, config: HandEyeConfig
+    motions_a: list[np.ndarray], motions_b: list[np.ndarray], config: HandEyeConfig
 ) -> tuple[float, float]:
     rotvecs = np.array([rotation_vector(a[:3, :3]) for a in motions_a])
     angles = np.degrees(np.linalg.norm(rotvecs, axis=1))
@@ -185,11 +195,10 @@ def _check_motion(
     # Rotation angles are invariant under AX = XB, so robot and board must agree whatever X is.
     mismatch = np.abs(angles - [angle_deg(b[:3, :3]) for b in motions_b])
     if np.median(mismatch) > config.max_rotation_mismatch_deg:
-        other = "eye_to_hand" if mode == "eye_in_hand" else "eye_in_hand"
         raise CalibrationError(
             f"robot and board rotations disagree by {np.median(mismatch):.1f} degrees (median over pose "
-            "pairs): check that each robot pose pairs with its image, that robot poses are base<-hand (not "
-            f"inverted), and that the mode is right (not {other})"
+            "pairs): check that each robot pose is paired with the image taken there, and that quaternions "
+            "are in x y z w order"
         )
     return float(angles[largest]), axis_angle
 
