@@ -85,7 +85,7 @@ class BoardSpec:
 class PageConfig:
     """How `aps-calibrate board` lays the board out for printing."""
 
-    dpi: int = 300  # of the PNG; the PDF places the board at exactly its physical size
+    dpi: int = 300  # of the PNG, about (rounded so a square is whole pixels); the PDF is exact
     paper: Literal["A4", "letter", "fit"] = "A4"  # "fit": a page just the board plus margins
     margin_mm: float = 10.0
 
@@ -102,7 +102,10 @@ def write_board(spec: BoardSpec, page: PageConfig, stem: Path) -> list[Path]:
     width_mm, height_mm = (1000 * s for s in spec.size_m)
     page_mm = _page_size_mm(width_mm, height_mm, page)
     pixels_per_square = round(spec.square_length_m * 1000 / MM_PER_INCH * page.dpi)
-    png = _png_with_dpi(spec.image(pixels_per_square, margin_px=pixels_per_square), page.dpi)
+    # The stated resolution is the one that makes a whole number of pixels exactly one square long.
+    png = _png_with_resolution(
+        spec.image(pixels_per_square, margin_px=pixels_per_square), pixels_per_square / spec.square_length_m
+    )
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf"), stem.with_suffix(".yaml")]
     paths[0].write_bytes(png)
@@ -136,7 +139,8 @@ def _write_pdf(
     pixels_per_square = round(spec.square_length_m * 1000 * 20)
     ok, encoded = cv2.imencode(".png", spec.image(pixels_per_square, margin_px=0))
     assert ok, "OpenCV failed to encode the board as PNG"
-    pdf = canvas.Canvas(str(path), pagesize=(page_mm[0] * mm, page_mm[1] * mm))
+    # Uncompressed page content: the placement and size of the board can be read in the file itself.
+    pdf = canvas.Canvas(str(path), pagesize=(page_mm[0] * mm, page_mm[1] * mm), pageCompression=0)
     x0, y0 = (page_mm[0] - board_mm[0]) / 2, (page_mm[1] - board_mm[1]) / 2
     pdf.drawImage(
         ImageReader(io.BytesIO(encoded.tobytes())), x0 * mm, y0 * mm, board_mm[0] * mm, board_mm[1] * mm
@@ -151,12 +155,12 @@ def _write_pdf(
     pdf.save()
 
 
-def _png_with_dpi(image: np.ndarray, dpi: int) -> bytes:
+def _png_with_resolution(image: np.ndarray, pixels_per_metre: float) -> bytes:
     """PNG bytes with a pHYs chunk, so image viewers and print dialogs know the physical size."""
     ok, encoded = cv2.imencode(".png", image)
     assert ok, "OpenCV failed to encode the board as PNG"
     data = encoded.tobytes()
-    per_metre = round(dpi / MM_PER_INCH * 1000)
+    per_metre = round(pixels_per_metre)
     body = b"pHYs" + struct.pack(">IIB", per_metre, per_metre, 1)
     chunk = struct.pack(">I", 9) + body + struct.pack(">I", zlib.crc32(body))
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC

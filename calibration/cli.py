@@ -98,7 +98,9 @@ def _board(args: argparse.Namespace) -> int:
     print(
         f"ChArUco {config.board.describe()}: {width:g} x {height:g} mm, {config.board.corner_count} corners"
     )
-    print(f"wrote {png} ({config.page.dpi} dpi), {pdf} ({config.page.paper}, exact size), {spec_path} (spec)")
+    print(
+        f"wrote {png} (~{config.page.dpi} dpi), {pdf} ({config.page.paper}, exact size), {spec_path} (spec)"
+    )
     print("Print the PDF at 100% scale, glue it flat on a rigid plate, measure a square and put the")
     print(f"measured size in {spec_path} (square_length_m, marker_length_m scaled the same).")
     return 0
