@@ -7,10 +7,10 @@ one frame at a time; it says whether the view was kept and why not, and what cov
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -283,6 +283,8 @@ def calibrate_images(
 
 
 def calibrate(collector: ViewCollector, config: IntrinsicsConfig | None = None) -> IntrinsicsResult:
+    """Fit K and plumb-bob distortion to the collector's views; views that fit far worse than the
+    rest are dropped (their decision says why) and the fit repeated once without them."""
     config = config or IntrinsicsConfig()
     views = list(collector.views)
     decisions = list(collector.decisions)
@@ -290,50 +292,52 @@ def calibrate(collector: ViewCollector, config: IntrinsicsConfig | None = None) 
     assert collector.image_size is not None
     flags = cv2.CALIB_FIX_K3 if config.k_coefficients == 2 else 0
     fit = _fit(views, collector.image_size, flags)
-    errors = fit[5]
-    limit = max(config.outlier_px, 3 * float(np.median(errors)))
-    outliers = {view.name: float(e) for view, e in zip(views, errors, strict=True) if e > limit}
+    limit = max(config.outlier_px, 3 * float(np.median(fit.errors)))
+    outliers = {view.name: float(e) for view, e in zip(views, fit.errors, strict=True) if e > limit}
     if outliers:
         views = [view for view in views if view.name not in outliers]
         decisions = [
-            Decision(
-                d.name,
-                False,
-                f"reprojection error {outliers[d.name]:.2f} px > {limit:.2f}",
-                d.corners,
-                d.blur_px,
-            )
+            replace(d, kept=False, reason=f"reprojection error {outliers[d.name]:.2f} px > {limit:.2f}")
             if d.name in outliers
             else d
             for d in decisions
         ]
         _require_views(views, decisions, config.min_views)
         fit = _fit(views, collector.image_size, flags)
-    rms, camera_matrix, dist_coeffs, rvecs, tvecs, errors, std_devs = fit
     return IntrinsicsResult(
-        camera_matrix=camera_matrix,
-        dist_coeffs=dist_coeffs.reshape(-1)[:5],
+        camera_matrix=fit.camera_matrix,
+        dist_coeffs=fit.dist_coeffs.reshape(-1)[:5],
         image_size=collector.image_size,
-        rms_px=float(rms),
-        std_devs=std_devs.reshape(-1)[:9],
+        rms_px=float(fit.rms),
+        std_devs=fit.std_devs[:9],
         views=[
             ViewError(view.name, len(view.detection), view.blur_px, float(e))
-            for view, e in zip(views, errors, strict=True)
+            for view, e in zip(views, fit.errors, strict=True)
         ],
         decisions=decisions,
         coverage=coverage_of(views, collector.image_size),  # of the views finally used
-        board_poses=[make_pose(r, t) for r, t in zip(rvecs, tvecs, strict=True)],
+        board_poses=[make_pose(r, t) for r, t in zip(fit.rvecs, fit.tvecs, strict=True)],
     )
 
 
-def _fit(views: list[View], image_size: tuple[int, int], flags: int) -> tuple:
+class _Fit(NamedTuple):
+    rms: float
+    camera_matrix: np.ndarray
+    dist_coeffs: np.ndarray
+    rvecs: Sequence[np.ndarray]
+    tvecs: Sequence[np.ndarray]
+    errors: np.ndarray  # RMS px per view
+    std_devs: np.ndarray
+
+
+def _fit(views: list[View], image_size: tuple[int, int], flags: int) -> _Fit:
     object_points = [view.detection.object_points for view in views]
     image_points = [view.detection.image_points for view in views]
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
     rms, k, d, rvecs, tvecs, std_devs, _, errors = cv2.calibrateCameraExtended(
         object_points, image_points, image_size, None, None, flags=flags, criteria=criteria
     )
-    return rms, k, d, rvecs, tvecs, errors.reshape(-1), std_devs
+    return _Fit(rms, k, d, rvecs, tvecs, errors.reshape(-1), std_devs.reshape(-1))
 
 
 def _require_views(views: list[View], decisions: list[Decision], min_views: int) -> None:
