@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from apsconfig import ConfigError, load_config
@@ -34,7 +33,13 @@ from calibration.handeye import (
     load_robot_poses,
     write_transform,
 )
-from calibration.intrinsics import IntrinsicsConfig, IntrinsicsResult, calibrate_images, read_images
+from calibration.intrinsics import (
+    IntrinsicsConfig,
+    IntrinsicsResult,
+    calibrate_images,
+    read_image,
+    read_images,
+)
 
 PROG = "aps-calibrate"
 
@@ -161,7 +166,7 @@ def _handeye(args: argparse.Namespace) -> int:
     missing = [p.image for p in robot if not (args.images / p.image).is_file()]
     if missing:
         raise CalibrationError(f"{args.poses} names images not in {args.images}: {missing[:5]}")
-    frames = ((p.image, cv2.imread(str(args.images / p.image), cv2.IMREAD_GRAYSCALE)) for p in robot)
+    frames = ((p.image, read_image(args.images / p.image)) for p in robot)
     boards = board_poses(frames, spec, camera, config.max_view_error_px)
     used = [p for p in robot if p.image in boards.poses]
     print(f"{'image':<24} {'board error px':>14}")

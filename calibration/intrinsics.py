@@ -265,10 +265,15 @@ def read_images(folder: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     if not files:
         raise CalibrationError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise CalibrationError(f"cannot read image {path}")
-        yield path.name, image
+        yield path.name, read_image(path)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """8-bit grey image, or CalibrationError."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise CalibrationError(f"cannot read image {path}")
+    return image
 
 
 def calibrate_images(
