@@ -23,7 +23,9 @@ class ConfigError(ValueError):
     """A config file or override that cannot be turned into the typed config."""
 
 
-def load_config(cls: type[T], source: str | Path | dict | None = None, overrides: list[str] | None = None) -> T:
+def load_config(
+    cls: type[T], source: str | Path | dict | None = None, overrides: list[str] | None = None
+) -> T:
     """Build ``cls`` from a YAML file (or a dict), then apply ``key.sub=value`` overrides."""
     if source is None:
         data: dict = {}

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sim.vector import VectorEnv, rollout
 from tqdm import tqdm
 
 import sim
@@ -33,8 +32,9 @@ from policies.episodes import Episode, EpisodeDataset
 from policies.learner import Learner, NonFiniteLossError
 from policies.metrics import wilson_interval
 from policies.networks import ObsSpec
-from policies.replay import SequenceReplay, sample_mixed
+from policies.replay import SequenceBatch, SequenceReplay, sample_mixed
 from sim.config import DemoConfig, TaskConfig
+from sim.vector import VectorEnv, rollout
 
 PRESETS = Path(__file__).parent / "presets"
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap demo or training seeds
@@ -158,6 +158,13 @@ def train_one(
     try:
         train(cfg.offline_updates, lambda: demo_replay.sample(lc.batch_size, rng))
         learner.go_online()
+
+        def online_batches() -> SequenceBatch:
+            # BC imitates; its own rollouts are no demonstrations, so it keeps to the demos.
+            if algorithm == "bc":
+                return demo_replay.sample(lc.batch_size, rng)
+            return sample_mixed(demo_replay, online_replay, lc.batch_size, lc.demo_fraction, rng)
+
         explore = RolloutPolicy(PolicyRunner.from_learner(learner, cfg.task), deterministic=False)
         for round_index in range(cfg.online_rounds):
             seeds = [
@@ -169,10 +176,7 @@ def train_one(
             steps = sum(len(e) for e in episodes)
             online_steps += steps
             writer.add_scalar(f"{tag}/online_success", np.mean([e.success for e in episodes]), online_steps)
-            train(
-                round(steps * cfg.updates_per_step),
-                lambda: sample_mixed(demo_replay, online_replay, lc.batch_size, lc.demo_fraction, rng),
-            )
+            train(round(steps * cfg.updates_per_step), online_batches)
     except NonFiniteLossError as err:
         # Keep the last good checkpoint (written at the last evaluation) and report why we stopped.
         stopped = str(err)

@@ -1,0 +1,67 @@
+"""The pretraining job end to end: real sims, real files, real checkpoints; and a seeded learning test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import sim
+from apsconfig import load_config
+from policies.checkpoint import CheckpointError, load_policy
+from sim.pretrain import PRESETS, PretrainConfig, main, run
+
+
+def tiny(task: str, tmp_path, *overrides: str) -> PretrainConfig:
+    settings = [
+        f"task={task}", "algorithms=[aawr,bc]", "num_demos=4", "offline_updates=6", "online_rounds=1",
+        "updates_per_step=0.05", "num_envs=2", "num_workers=0", "eval_episodes=2", "eval_every=3",
+        "env.image_size=32", "env.max_episode_steps=12", f"out_dir={tmp_path}", "learner.batch_size=2",
+        "learner.seq_len=4", "learner.burn_in=2", *overrides,
+    ]  # fmt: skip
+    return load_config(PretrainConfig, PRESETS / "quick.yaml", settings)
+
+
+def test_job_writes_table_curves_and_loadable_checkpoints(tmp_path) -> None:
+    results, run_dir = run(tiny("search-pick", tmp_path))
+    assert {r.algorithm for r in results} == {"aawr", "bc"}
+    table = (run_dir / "results.md").read_text()
+    assert "| aawr |" in table and "| bc |" in table and "Wilson" in table
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert len(list((run_dir / "demos" / "seed0").glob("episode_*.npz"))) == 4
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert [len(r["curve"]) for r in saved] == [len(r.curve) for r in results]
+    for result in results:
+        assert result.updates >= 6 and result.online_steps > 0 and result.curve
+        policy = load_policy(result.checkpoint, task="search-pick")
+        env = sim.make("search-pick", load_config(PretrainConfig, run_dir / "config.yaml").env)
+        obs, _ = env.reset(seed=0)
+        policy.reset()
+        action = policy.act(obs["onboard"])
+        assert action.shape == env.action_space.shape and np.all(np.abs(action) <= 1.0)
+        with pytest.raises(CheckpointError, match="not 'camouflage-pick'"):
+            load_policy(result.checkpoint, task="camouflage-pick")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["task=no-such-task"], "unknown task 'no-such-task'"),
+        (["learner.beta=-1"], "beta must be > 0"),
+        (["num_demos=many"], "expected an integer"),
+        (["algorithms=[aawr,ppo]"], "not one of"),
+    ],
+)
+def test_cli_rejects_bad_settings_with_exit_2(args: list[str], message: str, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("APS_NO_TCMALLOC", "1")
+    assert main(["--preset", "quick", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_a_malformed_config_file(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("APS_NO_TCMALLOC", "1")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: search-pick\nlearner: {batch_size: 8\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
