@@ -181,7 +181,9 @@ def train_one(
         # Keep the last good checkpoint (written at the last evaluation) and report why we stopped.
         stopped = str(err)
         progress.write(f"[{tag}] stopped: {err}; the last good checkpoint is kept")
-    if stopped and curve:
+    # The last evaluation stands when training stopped early (its checkpoint is the last good one)
+    # or when nothing has changed since it.
+    if curve and (stopped or curve[-1][0] == learner.updates):
         successes, trials = round(curve[-1][1] * cfg.eval_episodes), cfg.eval_episodes
     else:
         successes, trials = checkpoint_and_evaluate()

@@ -113,7 +113,8 @@ class TMazeDemonstrator:
 
     def __init__(self, env: TMazeEnv, config: DemoConfig, seed: int) -> None:
         self.env, self.config = env, config
-        self.rng = np.random.default_rng(seed)
+        # Its own stream: seeded like the env, it would draw the same numbers as the goal does.
+        self.rng = np.random.default_rng([seed, 7])
 
     def reset(self) -> None:
         self.skip_look = self.rng.random() < self.config.wrong_direction_prob

@@ -315,7 +315,9 @@ def test_mixture_policy_acts_with_the_most_likely_mode() -> None:
 
     logits = torch.tensor([[0.0, 2.0, -1.0]])
     means = torch.tensor([[[0.9, 0.9], [-0.5, 0.2], [0.0, 0.0]]])
-    components = torch.distributions.Independent(torch.distributions.Normal(means, torch.full_like(means, 0.1)), 1)
+    components = torch.distributions.Independent(
+        torch.distributions.Normal(means, torch.full_like(means, 0.1)), 1
+    )
     mixture = ActionMixture(torch.distributions.Categorical(logits=logits), components)
     assert torch.allclose(mixture.mode_action(), torch.tensor([[-0.5, 0.2]]))
     # The mixture's mean lies between the modes: an action no demo took.
