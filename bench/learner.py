@@ -22,8 +22,9 @@ import sim
 from apsconfig import load_config
 from policies.checkpoint import PolicyRunner
 from policies.learner import Learner
+from policies.networks import ObsSpec
 from policies.replay import SequenceReplay
-from sim.pretrain import PRESETS, PretrainConfig, spec_from_episode
+from sim.pretrain import PRESETS, PretrainConfig
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     cfg = load_config(PretrainConfig, PRESETS / f"{args.preset}.yaml")
     torch.set_num_threads(2)
     demos = sim.collect_demos(cfg.task, 8, seed=0, task_config=cfg.env, demo_config=cfg.demo)
-    spec = spec_from_episode(demos[0])
+    spec = ObsSpec.from_episode(demos[0])
     rng = np.random.default_rng(0)
     lc = cfg.learner
     replay = SequenceReplay(lc.seq_len, lc.burn_in)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from policies.config import Algorithm, NetworkConfig
+from policies.episodes import PARTS, Episode
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 
@@ -50,6 +51,11 @@ class ObsSpec:
             }
 
         return ObsSpec(part(onboard), part(privileged), int(action_dim))
+
+    @staticmethod
+    def from_episode(episode: Episode) -> ObsSpec:
+        first = {part: {k: v[0] for k, v in getattr(episode, part).items()} for part in PARTS}
+        return ObsSpec.from_arrays(first["onboard"], first["privileged"], episode.action.shape[1])
 
     def to_dict(self) -> dict:
         return {

@@ -107,11 +107,6 @@ def evaluate(learner: Learner, envs: VectorEnv, task: str, episodes: int) -> tup
     return successes, episodes
 
 
-def spec_from_episode(episode: Episode) -> ObsSpec:
-    first = {part: {k: v[0] for k, v in getattr(episode, part).items()} for part in ("onboard", "privileged")}
-    return ObsSpec.from_arrays(first["onboard"], first["privileged"], episode.action.shape[1])
-
-
 def train_one(
     cfg: PretrainConfig,
     algorithm: Algorithm,
@@ -125,7 +120,7 @@ def train_one(
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     learner = Learner(
-        spec_from_episode(demos[0]), dataclasses.replace(cfg.learner, algorithm=algorithm), seed
+        ObsSpec.from_episode(demos[0]), dataclasses.replace(cfg.learner, algorithm=algorithm), seed
     )
     lc = learner.config
     demo_replay = SequenceReplay(lc.seq_len, lc.burn_in)

@@ -46,11 +46,6 @@ def make_episode(index: int, steps: int, rng: np.random.Generator, source: str =
     )
 
 
-def spec_of(episode: Episode) -> ObsSpec:
-    first = {part: {k: v[0] for k, v in getattr(episode, part).items()} for part in ("onboard", "privileged")}
-    return ObsSpec.from_arrays(first["onboard"], first["privileged"], episode.action.shape[1])
-
-
 def small_config(algorithm: str = "aawr", core: str = "gru") -> LearnerConfig:
     network = NetworkConfig(
         image_channels=(8, 8), image_features=16, vector_hidden=16, core=core, core_hidden=16, head_hidden=32
@@ -87,7 +82,9 @@ def test_masked_mean_ignores_masked_entries() -> None:
 
 def test_critic_losses_match_hand_computation(episodes: list[Episode]) -> None:
     """Recompute V, Q and actor losses of one batch from the networks' raw outputs."""
-    learner = Learner(spec_of(episodes[0]), dataclasses.replace(small_config(), gamma=0.9), seed=1)
+    learner = Learner(
+        ObsSpec.from_episode(episodes[0]), dataclasses.replace(small_config(), gamma=0.9), seed=1
+    )
     replay = SequenceReplay(5, 3)
     replay.extend(episodes)
     data = batch_to_torch(replay.sample(4, np.random.default_rng(2)))
@@ -129,7 +126,7 @@ def test_actor_signature_has_no_privileged_input() -> None:
 
 
 def test_no_gradient_from_privileged_into_the_actor(episodes: list[Episode]) -> None:
-    learner = Learner(spec_of(episodes[0]), small_config("aawr"), seed=0)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config("aawr"), seed=0)
     replay = SequenceReplay(5, 3)
     replay.extend(episodes)
     data = batch_to_torch(replay.sample(4, np.random.default_rng(0)))
@@ -142,7 +139,7 @@ def test_no_gradient_from_privileged_into_the_actor(episodes: list[Episode]) -> 
 
 
 def test_actor_rejects_privileged_keys(episodes: list[Episode]) -> None:
-    actor = Actor(spec_of(episodes[0]), small_config().network)
+    actor = Actor(ObsSpec.from_episode(episodes[0]), small_config().network)
     ep = episodes[1]
     obs = {k: torch.from_numpy(v[None, :2]) for k, v in ep.onboard.items()}
     obs["object_pos"] = torch.from_numpy(ep.privileged["object_pos"][None, :2])
@@ -170,7 +167,7 @@ def test_core_sequence_equals_step_by_step(core: str) -> None:
 
 
 def test_runner_reset_forgets_the_previous_episode(tmp_path, episodes: list[Episode]) -> None:
-    learner = Learner(spec_of(episodes[0]), small_config(), seed=0)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config(), seed=0)
     save_checkpoint(learner, tmp_path / "ckpt", task="unit", version=1)
     runner = load_policy(tmp_path / "ckpt")
 
@@ -224,7 +221,7 @@ def test_sample_mixed_takes_the_demo_fraction(episodes: list[Episode]) -> None:
 
 
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path, episodes: list[Episode]) -> None:
-    learner = Learner(spec_of(episodes[0]), small_config(), seed=3)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config(), seed=3)
     replay = SequenceReplay(5, 3)
     replay.extend(episodes)
     learner.update(replay.sample(4, np.random.default_rng(0)))
@@ -244,7 +241,7 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path, episodes: list[
 
 
 def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: list[Episode]) -> None:
-    learner = Learner(spec_of(episodes[0]), small_config("bc"), seed=0)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config("bc"), seed=0)
     save_checkpoint(learner, tmp_path / "c", task="search-pick", version=1)
     with pytest.raises(CheckpointError, match="trained on task 'search-pick', not 'tmaze'"):
         load_policy(tmp_path / "c", task="tmaze")
@@ -254,7 +251,9 @@ def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: 
     card = json.loads((tmp_path / "c" / "checkpoint.json").read_text())
     card["spec"]["action_dim"] = 5
     (tmp_path / "c" / "checkpoint.json").write_text(json.dumps(card))
-    save_checkpoint(Learner(spec_of(episodes[0]), small_config("bc"), seed=0), tmp_path / "d", "t", 1)
+    save_checkpoint(
+        Learner(ObsSpec.from_episode(episodes[0]), small_config("bc"), seed=0), tmp_path / "d", "t", 1
+    )
     (tmp_path / "d" / "checkpoint.json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="do not fit"):
         load_policy(tmp_path / "d")
@@ -263,7 +262,9 @@ def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: 
 
 
 def test_runner_rejects_bad_observations(tmp_path, episodes: list[Episode]) -> None:
-    save_checkpoint(Learner(spec_of(episodes[0]), small_config("bc"), seed=0), tmp_path / "c", "unit", 1)
+    save_checkpoint(
+        Learner(ObsSpec.from_episode(episodes[0]), small_config("bc"), seed=0), tmp_path / "c", "unit", 1
+    )
     runner = load_policy(tmp_path / "c")
     runner.reset()
     good = {k: v[0] for k, v in episodes[0].onboard.items()}
@@ -280,7 +281,7 @@ def test_runner_rejects_bad_observations(tmp_path, episodes: list[Episode]) -> N
 
 
 def test_nan_loss_raises_and_leaves_weights_untouched(episodes: list[Episode]) -> None:
-    learner = Learner(spec_of(episodes[0]), small_config(), seed=0)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config(), seed=0)
     replay = SequenceReplay(5, 3)
     replay.extend(episodes)
     batch = replay.sample(4, np.random.default_rng(0))

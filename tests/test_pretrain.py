@@ -75,3 +75,9 @@ def test_advantage_weighting_learns_to_look_where_bc_cannot(tmp_path) -> None:
     success = {r.algorithm: r.successes / r.trials for r in results}
     assert success["awr"] >= 0.9, success
     assert success["bc"] <= 0.65, success
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml")))
+def test_every_shipped_preset_loads(preset: str) -> None:
+    cfg = load_config(PretrainConfig, PRESETS / preset)
+    assert cfg.task in sim.TASK_NAMES and cfg.algorithms
