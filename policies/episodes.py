@@ -191,9 +191,14 @@ class EpisodeDataset:
         return list(self)
 
     def append(self, episode: Episode) -> Path:
+        """Add one episode; the manifest is updated from it alone, so a long session stays cheap."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = save_episode(episode, self.root / f"episode_{self._next_index():06d}.npz")
-        self.write_manifest()
+        previous = self.read_manifest()
+        if previous is not None and previous["episodes"] == len(self) - 1:
+            self._write(_merge_manifests(previous, _manifest([episode])))
+        else:  # missing or out of step with the files (e.g. after a crash): rebuild it
+            self.write_manifest()
         return path
 
     def extend(self, episodes: list[Episode]) -> None:
@@ -205,22 +210,16 @@ class EpisodeDataset:
 
     def write_manifest(self) -> None:
         """Summarise from the episode files themselves, so the manifest can always be rebuilt."""
-        paths = self.paths()
-        episodes = [load_episode(p) for p in paths]
-        manifest: dict[str, Any] = {
-            "episodes": len(episodes),
-            "steps": int(sum(len(e) for e in episodes)),
-            "successes": int(sum(e.success for e in episodes)),
-            "tasks": sorted({str(e.attrs.get("task", "")) for e in episodes}),
-            "sources": sorted({str(e.attrs.get("source", "")) for e in episodes}),
-        }
-        if episodes:
-            first = episodes[0]
-            manifest["keys"] = {
-                part: {k: [list(v.shape[1:]), str(v.dtype)] for k, v in getattr(first, part).items()}
-                for part in PARTS
-            }
-            manifest["action_dim"] = int(first.action.shape[1])
+        self._write(_manifest([load_episode(p) for p in self.paths()]))
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.root / "manifest.json"
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except json.JSONDecodeError:
+            return None
+
+    def _write(self, manifest: dict[str, Any]) -> None:
         tmp = self.root / ".manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, self.root / "manifest.json")
@@ -228,3 +227,30 @@ class EpisodeDataset:
     def _next_index(self) -> int:
         indices = [int(m.group(1)) for p in self.paths() if (m := re.match(r"episode_(\d+)\.npz$", p.name))]
         return max(indices, default=-1) + 1
+
+
+def _manifest(episodes: list[Episode]) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "episodes": len(episodes),
+        "steps": int(sum(len(e) for e in episodes)),
+        "successes": int(sum(e.success for e in episodes)),
+        "tasks": sorted({str(e.attrs.get("task", "")) for e in episodes}),
+        "sources": sorted({str(e.attrs.get("source", "")) for e in episodes}),
+    }
+    if episodes:
+        first = episodes[0]
+        manifest["keys"] = {
+            part: {k: [list(v.shape[1:]), str(v.dtype)] for k, v in getattr(first, part).items()}
+            for part in PARTS
+        }
+        manifest["action_dim"] = int(first.action.shape[1])
+    return manifest
+
+
+def _merge_manifests(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = {**new, **old}  # keys and action_dim: the first episode's
+    for count in ("episodes", "steps", "successes"):
+        merged[count] = old[count] + new[count]
+    for names in ("tasks", "sources"):
+        merged[names] = sorted(set(old[names]) | set(new[names]))
+    return merged

@@ -67,3 +67,17 @@ def test_kill_during_writing_leaves_earlier_episodes_whole(tmp_path) -> None:
     dataset.write_manifest()
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["episodes"] == len(episodes) and manifest["action_dim"] == 2
+
+
+def test_incremental_manifest_equals_a_rebuilt_one(tmp_path) -> None:
+    dataset = EpisodeDataset(tmp_path / "d")
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        episode = make_episode(i, 3 + i, rng, source="demo" if i % 2 else "policy")
+        episode.attrs["success"] = i != 2
+        dataset.append(episode)
+    incremental = dataset.read_manifest()
+    dataset.write_manifest()
+    assert incremental == dataset.read_manifest()
+    assert incremental["episodes"] == 4 and incremental["steps"] == 3 + 4 + 5 + 6
+    assert incremental["successes"] == 3 and incremental["sources"] == ["demo", "policy"]
