@@ -60,12 +60,14 @@ def save_checkpoint(
         "updates": learner.updates,
         "metrics": metrics or {},
     }
+    # Remove the card first: a folder whose card is present holds weights that match it, also while
+    # a checkpoint is overwritten by a newer one.
+    (path / CARD).unlink(missing_ok=True)
     _atomic(path / "policy.safetensors", lambda tmp: save_file(_contiguous(learner.actor.state_dict()), tmp))
     if learner.critic is not None:
         critic = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
         critic |= {f"target.{k}": v for k, v in learner.target_critic.state_dict().items()}
         _atomic(path / "critic.safetensors", lambda tmp: save_file(_contiguous(critic), tmp))
-    # The card goes last: a folder whose card is present holds complete weights.
     _atomic(path / CARD, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
     return path
 
@@ -76,6 +78,8 @@ def read_card(path: str | Path) -> CheckpointCard:
         raise CheckpointError(f"{path}: no {CARD}; not a checkpoint folder (or an incomplete one)")
     try:
         card = json.loads(card_path.read_text())
+        if not isinstance(card, dict):
+            raise CheckpointError(f"{card_path}: expected a JSON object")
         if card.get("format") != FORMAT_VERSION:
             raise CheckpointError(
                 f"{card_path}: format {card.get('format')!r}, this code reads {FORMAT_VERSION}"
@@ -102,7 +106,11 @@ def load_learner(path: str | Path, task: str | None = None) -> tuple[Learner, Ch
     if learner.critic is not None:
         tensors = _read_tensors(Path(path) / "critic.safetensors")
         for prefix, module in (("critic.", learner.critic), ("target.", learner.target_critic)):
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(weights)
+            except RuntimeError as err:
+                raise CheckpointError(f"{path}: critic weights do not fit the card ({err})") from err
     learner.updates = card.updates
     return learner, card
 
@@ -147,10 +155,9 @@ class PolicyRunner:
         if self.state is None:
             raise RuntimeError("call reset() at the start of an episode before act()")
         batched, inputs = self._validate(onboard)
-        if inputs[next(iter(inputs))].shape[0] != self.state.shape[0]:
-            raise ValueError(
-                f"batch of {inputs[next(iter(inputs))].shape[0]}, but reset() was for {self.state.shape[0]}"
-            )
+        sizes = {key: value.shape[0] for key, value in inputs.items()}
+        if set(sizes.values()) != {self.state.shape[0]}:
+            raise ValueError(f"batch sizes {sizes}, but reset() was for {self.state.shape[0]}")
         dist, self.state = self.actor({k: v[:, None] for k, v in inputs.items()}, self.state)
         action = dist.mode_action() if deterministic else dist.sample()
         action = action[:, 0].clamp(-1.0, 1.0).numpy()
@@ -212,4 +219,6 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(str(tmp))
+    with open(tmp, "rb") as handle:  # on disk before the rename, so a power cut leaves no empty file
+        os.fsync(handle.fileno())
     os.replace(tmp, path)

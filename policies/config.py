@@ -24,8 +24,11 @@ class NetworkConfig:
     drq_pad: int = 2  # DrQ random-shift augmentation, in pixels (0 turns it off)
 
     def __post_init__(self) -> None:
-        if self.core_hidden < 1 or self.head_hidden < 1 or self.image_features < 1:
-            raise ValueError("network widths must be positive")
+        widths = (self.core_hidden, self.head_hidden, self.image_features, self.vector_hidden)
+        if min(*widths, *self.image_channels) < 1 or not self.image_channels:
+            raise ValueError("network widths and image_channels must be positive (and at least one conv)")
+        if self.drq_pad < 0:
+            raise ValueError(f"drq_pad must be >= 0, got {self.drq_pad}")
         if self.critic_ensemble < 2:
             raise ValueError("critic_ensemble must be >= 2 (V regresses on the min of two Q heads)")
         if self.policy_modes < 1:
@@ -56,8 +59,12 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
             raise ValueError(f"expectile must lie in (0, 1), got {self.expectile}")
-        if self.beta <= 0:
+        if not self.beta > 0:  # also refuses NaN
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0.0 < self.target_tau <= 1.0:
+            raise ValueError(f"target_tau must lie in (0, 1], got {self.target_tau}")
+        if not min(self.max_weight, self.grad_clip, self.actor_lr, self.critic_lr) > 0:
+            raise ValueError("max_weight, grad_clip, actor_lr and critic_lr must be > 0")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
         if self.batch_size < 1 or self.seq_len < 1 or self.burn_in < 0:

@@ -59,6 +59,8 @@ class Episode:
             raise EpisodeFormatError(f"action must be [T, A], got shape {self.action.shape}")
         if not np.all(np.isfinite(self.action)):
             raise EpisodeFormatError("action holds NaN or inf")
+        if not np.all(np.isfinite(self.reward)):
+            raise EpisodeFormatError("reward holds NaN or inf")
         for name in ("reward", "terminated", "truncated"):
             if getattr(self, name).shape != (steps,):
                 raise EpisodeFormatError(
@@ -162,13 +164,23 @@ def load_episode(path: str | Path) -> Episode:
         terminated=arrays["terminated"],
         truncated=arrays["truncated"],
         timestamp=arrays["timestamp"],
-        attrs=json.loads(str(arrays["attrs"])),
+        attrs=_attrs(path, arrays["attrs"]),
     )
     try:
         episode.validate()
     except EpisodeFormatError as err:
         raise EpisodeFormatError(f"{path}: {err}") from err
     return episode
+
+
+def _attrs(path: Path, raw: np.ndarray) -> dict[str, Any]:
+    try:
+        attrs = json.loads(str(raw))
+    except json.JSONDecodeError as err:
+        raise EpisodeFormatError(f"{path}: attributes are not valid JSON ({err})") from err
+    if not isinstance(attrs, dict):
+        raise EpisodeFormatError(f"{path}: attributes must be a JSON object")
+    return attrs
 
 
 class EpisodeDataset:

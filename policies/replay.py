@@ -1,10 +1,11 @@
 """Sequence replay: whole episodes in, fixed-length windows with burn-in out.
 
-A window covers `burn_in + seq_len` transitions (and one more observation, for bootstrapping).
-It is cut from one episode only, never across a boundary. The trained step t0 is drawn uniformly
-over all transitions; the window starts `burn_in` steps earlier, or at the episode start, where the
-zero recurrent state is exact, so no step there needs a burn-in. Steps before t0 only warm up the
-recurrent state; steps past the episode end are padding. Both get loss mask 0.
+A window covers `burn_in + seq_len` transitions (and one more observation, for bootstrapping),
+cut from one episode only, never across a boundary. Its trained segment is `seq_len` steps from
+s, with s uniform over [-(seq_len - 1), T - 1] (clipped to the episode), so every transition is
+trained equally often, the first ones included. The window starts `burn_in` steps before the
+segment, or at the episode start, where the zero recurrent state is exact. Steps before the segment
+only warm up the recurrent state, steps past the episode end are padding: both get loss mask 0.
 """
 
 from __future__ import annotations
@@ -77,21 +78,26 @@ class SequenceReplay:
         if not self.episodes:
             raise ValueError("cannot sample from an empty replay")
         lengths = np.array([len(e) for e in self.episodes])
-        # Uniform over transitions: pick an episode in proportion to its length, then a step in it.
-        episode_ids = rng.choice(len(lengths), size=batch_size, p=lengths / lengths.sum())
-        trained_steps = (rng.random(batch_size) * lengths[episode_ids]).astype(int)
+        # An episode of T steps has T + seq_len - 1 segment starts; weigh episodes by that count.
+        starts_per_episode = lengths + self.seq_len - 1
+        episode_ids = rng.choice(
+            len(lengths), size=batch_size, p=starts_per_episode / starts_per_episode.sum()
+        )
+        segment_starts = rng.integers(-(self.seq_len - 1), lengths[episode_ids])
         windows = [
-            self._window(self.episodes[e], t0) for e, t0 in zip(episode_ids, trained_steps, strict=True)
+            self._window(self.episodes[e], s) for e, s in zip(episode_ids, segment_starts, strict=True)
         ]
         batch = SequenceBatch.concatenate(windows)
         batch.episode = episode_ids
         return batch
 
-    def _window(self, episode: Episode, t0: int) -> SequenceBatch:
+    def _window(self, episode: Episode, segment_start: int) -> SequenceBatch:
         width = self.burn_in + self.seq_len
-        start = max(0, t0 - self.burn_in)
+        first_trained = max(segment_start, 0)
+        start = max(0, first_trained - self.burn_in)
         steps = np.arange(start, start + width)
         valid = steps < len(episode)
+        trained = valid & (steps >= first_trained) & (steps < segment_start + self.seq_len)
         transition = np.minimum(steps, len(episode) - 1)  # padding repeats the last transition
         observation = np.minimum(np.arange(start, start + width + 1), len(episode))
         obs = {part: {k: v[observation][None] for k, v in getattr(episode, part).items()} for part in PARTS}
@@ -101,7 +107,7 @@ class SequenceReplay:
             action=episode.action[transition][None],
             reward=np.where(valid, episode.reward[transition], 0.0)[None].astype(np.float32),
             terminated=np.where(valid, episode.terminated[transition], True)[None].astype(np.float32),
-            mask=(valid & (steps >= t0))[None].astype(np.float32),
+            mask=trained[None].astype(np.float32),
             episode=np.zeros(1, dtype=np.int64),
             start=np.array([start]),
         )
@@ -109,9 +115,15 @@ class SequenceReplay:
 
 def _check_same_keys(reference: Episode, episode: Episode) -> None:
     for part in PARTS:
-        expected, got = sorted(getattr(reference, part)), sorted(getattr(episode, part))
-        if expected != got:
-            raise ValueError(f"episode {part} keys {got} differ from the replay's {expected}")
+        expected, got = getattr(reference, part), getattr(episode, part)
+        if sorted(expected) != sorted(got):
+            raise ValueError(f"episode {part} keys {sorted(got)} differ from the replay's {sorted(expected)}")
+        for key, value in got.items():
+            if value.shape[1:] != expected[key].shape[1:] or value.dtype != expected[key].dtype:
+                raise ValueError(
+                    f"episode {part}/{key} is {value.dtype}{list(value.shape[1:])}, "
+                    f"the replay holds {expected[key].dtype}{list(expected[key].shape[1:])}"
+                )
     if episode.action.shape[1] != reference.action.shape[1]:
         raise ValueError(
             f"action size {episode.action.shape[1]} differs from the replay's {reference.action.shape[1]}"

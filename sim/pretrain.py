@@ -64,8 +64,12 @@ class PretrainConfig:
             raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(sim.TASK_NAMES)}")
         if not self.algorithms or not self.seeds:
             raise ValueError("need at least one algorithm and one seed")
-        if self.num_demos < 1 or self.eval_episodes < 1 or self.num_envs < 1:
-            raise ValueError("num_demos, eval_episodes and num_envs must be >= 1")
+        if min(self.num_demos, self.eval_episodes, self.num_envs, self.eval_every) < 1:
+            raise ValueError("num_demos, eval_episodes, num_envs and eval_every must be >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if len(set(self.algorithms)) < len(self.algorithms) or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError("algorithms and seeds must not repeat (runs would share checkpoint folders)")
         if self.offline_updates < 0 or self.online_rounds < 0 or self.updates_per_step < 0:
             raise ValueError("offline_updates, online_rounds and updates_per_step must be >= 0")
 

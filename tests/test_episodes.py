@@ -38,6 +38,10 @@ def test_damaged_or_inconsistent_files_are_clear_errors(tmp_path) -> None:
         save_episode(episode, tmp_path / "nan.npz")
     assert not (tmp_path / "nan.npz").exists()
     episode = make_episode(0, 5, np.random.default_rng(0))
+    episode.reward[1] = np.inf
+    with pytest.raises(EpisodeFormatError, match="reward holds NaN"):
+        save_episode(episode, tmp_path / "inf.npz")
+    episode = make_episode(0, 5, np.random.default_rng(0))
     episode.privileged["object_pos"] = episode.privileged["object_pos"][:-1]
     with pytest.raises(EpisodeFormatError, match="expected T\\+1"):
         save_episode(episode, tmp_path / "short.npz")

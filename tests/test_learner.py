@@ -259,6 +259,9 @@ def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: 
         load_policy(tmp_path / "d")
     with pytest.raises(CheckpointError, match="not a checkpoint folder"):
         load_policy(tmp_path / "missing")
+    (tmp_path / "d" / "checkpoint.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="expected a JSON object"):
+        load_policy(tmp_path / "d")
 
 
 def test_runner_rejects_bad_observations(tmp_path, episodes: list[Episode]) -> None:
@@ -323,3 +326,24 @@ def test_mixture_policy_acts_with_the_most_likely_mode() -> None:
     assert torch.allclose(mixture.mode_action(), torch.tensor([[-0.5, 0.2]]))
     # The mixture's mean lies between the modes: an action no demo took.
     assert not torch.allclose(mixture.mean, mixture.mode_action())
+
+
+def test_sampler_trains_every_step_equally_often(episodes: list[Episode]) -> None:
+    replay = SequenceReplay(seq_len=5, burn_in=3)
+    replay.extend(episodes)
+    batch = replay.sample(20000, np.random.default_rng(1))
+    counts = {i: np.zeros(len(e)) for i, e in enumerate(episodes)}
+    for b in range(len(batch)):
+        steps = batch.onboard["trace"][b, :-1, 1].astype(int)
+        np.add.at(counts[batch.episode[b]], steps[batch.mask[b] > 0], 1)
+    coverage = np.concatenate(list(counts.values()))
+    assert coverage.min() > 0.9 * coverage.mean() and coverage.max() < 1.1 * coverage.mean()
+
+
+def test_replay_refuses_an_episode_of_another_shape(episodes: list[Episode]) -> None:
+    replay = SequenceReplay(5, 3)
+    replay.add(episodes[0])
+    other = make_episode(9, 4, np.random.default_rng(0))
+    other.onboard["camera"] = np.zeros((5, IMAGE + 2, IMAGE, 3), np.uint8)
+    with pytest.raises(ValueError, match="onboard/camera"):
+        replay.add(other)

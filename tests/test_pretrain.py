@@ -51,6 +51,9 @@ def test_job_writes_table_curves_and_loadable_checkpoints(tmp_path) -> None:
         (["learner.beta=-1"], "beta must be > 0"),
         (["num_demos=many"], "expected an integer"),
         (["algorithms=[aawr,ppo]"], "not one of"),
+        (["eval_every=0"], "eval_every must be >= 1"),
+        (["seeds=[0,0]"], "must not repeat"),
+        (["learner.target_tau=1.5"], "target_tau"),
     ],
 )
 def test_cli_rejects_bad_settings_with_exit_2(args: list[str], message: str, capsys, monkeypatch) -> None:
