@@ -10,6 +10,7 @@ import pytest
 import sim
 from apsconfig import load_config
 from policies.checkpoint import CheckpointError, load_policy
+from policies.episodes import EpisodeDataset
 from sim.pretrain import PRESETS, PretrainConfig, main, run
 
 
@@ -70,14 +71,16 @@ def test_cli_rejects_a_malformed_config_file(tmp_path, capsys, monkeypatch) -> N
     assert "not valid YAML" in capsys.readouterr().err
 
 
-def test_advantage_weighting_learns_to_look_where_bc_cannot(tmp_path) -> None:
-    """Seeded T-maze: 70% of the demos skip the sign and guess. Weighting by a learned advantage
-    (privileged or not) must recover the looking behaviour and the memory to use it; imitation cannot."""
-    results, _ = run(load_config(PretrainConfig, PRESETS / "tmaze.yaml", [f"out_dir={tmp_path}"]))
+def test_learners_solve_the_tmaze_better_than_their_demos(tmp_path) -> None:
+    """Seeded T-maze: 70% of the demos skip the sign and guess (about 67% succeed). The recurrent
+    learners must learn to step back, read, remember and turn right: well above the demos."""
+    results, run_dir = run(load_config(PretrainConfig, PRESETS / "tmaze.yaml", [f"out_dir={tmp_path}"]))
+    demos = EpisodeDataset(run_dir / "demos" / "seed0").load_all()
+    demo_success = np.mean([d.success for d in demos])
+    assert 0.55 <= demo_success <= 0.8
     success = {r.algorithm: r.successes / r.trials for r in results}
-    assert success["aawr"] >= 0.9, success
-    assert success["awr"] >= 0.9, success
-    assert success["bc"] <= 0.65, success
+    for algorithm in ("aawr", "awr"):
+        assert success[algorithm] >= max(0.9, demo_success + 0.2), success
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml")))
