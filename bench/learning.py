@@ -2,11 +2,12 @@
 scripted sub-optimal demos and the same budget, plus AAWR-state and a frame-stack (non-recurrent)
 AAWR on search-pick. Seeded; prints one JSON object and writes it to <out>/learning.json.
 
-    python -m bench.learning                          # the `full` preset (hours on a 2-core CPU)
+    python -m bench.learning                          # the `full` preset (about 2 h on a 2-core CPU)
     python -m bench.learning --preset quick --tasks search-pick --no-ablations
 
 Each row gives the success rate on held-out seeds with its Wilson 95% interval and the budget
-(demos, updates, online env steps, wall time).
+(demos, updates, online env steps, wall time); `targets` says per task whether issue 3's figures
+hold (AAWR >= 80%, AWR and BC each at least 25 points below AAWR).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from apsconfig import load_config
+from policies.episodes import EpisodeDataset
 from policies.metrics import wilson_interval
 from sim.pretrain import PRESETS, PretrainConfig, RunResult, run
 
@@ -63,23 +65,37 @@ def main() -> None:
             learner = dataclasses.replace(cfg.learner, network=framestack)
             variants.append(("-framestack", dataclasses.replace(cfg, algorithms=["aawr"], learner=learner)))
         rows = []
+        demo_success = None
         for suffix, variant in variants:
-            results, _ = run(variant)
+            results, run_dir = run(variant)
+            if demo_success is None:  # every variant of a task collects the same seeded demos
+                manifests = [
+                    EpisodeDataset(run_dir / "demos" / f"seed{s}").read_manifest() for s in cfg.seeds
+                ]
+                demo_success = sum(m["successes"] for m in manifests) / sum(m["episodes"] for m in manifests)
             for algorithm in variant.algorithms:
                 runs = [r for r in results if r.algorithm == algorithm]
                 rows.append(summarise(algorithm + suffix, runs, variant))
+        success = {row["variant"]: row["success"] for row in rows}
         report["tasks"][task] = {
             "image_size": cfg.env.image_size,
             "max_episode_steps": cfg.env.max_episode_steps,
             "demos": cfg.num_demos,
+            "demo_success": round(demo_success, 3),
             "demo_config": dataclasses.asdict(cfg.demo),
             "network": dataclasses.asdict(cfg.learner.network),
             "seeds": cfg.seeds,
             "eval_episodes_per_seed": cfg.eval_episodes,
             "results": rows,
+            "targets": {
+                "aawr_at_least_80": success.get("aawr", 0.0) >= 0.8,
+                "awr_25_points_below_aawr": success.get("aawr", 0.0) - success.get("awr", 1.0) >= 0.25,
+                "bc_25_points_below_aawr": success.get("aawr", 0.0) - success.get("bc", 1.0) >= 0.25,
+            },
         }
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "learning.json").write_text(json.dumps(report, indent=2))
+        # written after every task, so hours of work survive a later failure
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "learning.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 

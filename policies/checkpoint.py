@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from apsconfig import from_dict, to_dict
-from policies.config import LearnerConfig
+from policies.config import ActionSampling, LearnerConfig
 from policies.learner import Learner
 from policies.networks import Actor, ObsSpec
 
@@ -115,12 +115,14 @@ def load_learner(path: str | Path, task: str | None = None) -> tuple[Learner, Ch
     return learner, card
 
 
-def load_policy(path: str | Path, task: str | None = None) -> PolicyRunner:
+def load_policy(
+    path: str | Path, task: str | None = None, sampling: ActionSampling = "component", seed: int = 0
+) -> PolicyRunner:
     """The deployable policy: actor weights only, wrapped in the step-by-step runner."""
     card = _checked_card(path, task)
     actor = Actor(card.spec, card.config.network)
     _load_weights(actor, Path(path) / "policy.safetensors")
-    return PolicyRunner(actor, card)
+    return PolicyRunner(actor, card, sampling, seed)
 
 
 class PolicyRunner:
@@ -128,20 +130,28 @@ class PolicyRunner:
 
     Call `reset(n)` at every episode start (it zeroes the hidden state), then `act(onboard)` once per
     step with that step's onboard observation: arrays shaped like the spec, or with a leading batch
-    axis of n. Actions come back clipped to [-1, 1].
+    axis of n. Actions come back clipped to [-1, 1]. `sampling` picks the action from the policy's
+    mixture (`ActionMixture.act`); the draws come from the runner's own seeded generator, so a run
+    is reproducible.
     """
 
-    def __init__(self, actor: Actor, card: CheckpointCard) -> None:
+    def __init__(
+        self, actor: Actor, card: CheckpointCard, sampling: ActionSampling = "component", seed: int = 0
+    ) -> None:
         self.actor = actor
         self.card = card
         self.spec = card.spec
+        self.sampling = sampling
+        self.generator = torch.Generator().manual_seed(seed)
         self.state: torch.Tensor | None = None
 
     @staticmethod
-    def from_learner(learner: Learner, task: str, version: int = 0) -> PolicyRunner:
+    def from_learner(
+        learner: Learner, task: str, sampling: ActionSampling = "component", seed: int = 0
+    ) -> PolicyRunner:
         """A runner over the learner's live actor, for rollouts during training."""
-        card = CheckpointCard(task, learner.spec, learner.config, version, learner.updates, {})
-        return PolicyRunner(learner.actor, card)
+        card = CheckpointCard(task, learner.spec, learner.config, 0, learner.updates, {})
+        return PolicyRunner(learner.actor, card, sampling, seed)
 
     @property
     def version(self) -> int:
@@ -151,7 +161,7 @@ class PolicyRunner:
         self.state = self.actor.initial_state(batch)
 
     @torch.no_grad()
-    def act(self, onboard: dict[str, np.ndarray], deterministic: bool = True) -> np.ndarray:
+    def act(self, onboard: dict[str, np.ndarray]) -> np.ndarray:
         if self.state is None:
             raise RuntimeError("call reset() at the start of an episode before act()")
         batched, inputs = self._validate(onboard)
@@ -159,7 +169,7 @@ class PolicyRunner:
         if set(sizes.values()) != {self.state.shape[0]}:
             raise ValueError(f"batch sizes {sizes}, but reset() was for {self.state.shape[0]}")
         dist, self.state = self.actor({k: v[:, None] for k, v in inputs.items()}, self.state)
-        action = dist.mode_action() if deterministic else dist.sample()
+        action = dist.act(self.sampling, self.generator)
         action = action[:, 0].clamp(-1.0, 1.0).numpy()
         return action if batched else action[0]
 

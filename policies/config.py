@@ -8,6 +8,7 @@ from typing import Literal
 CoreType = Literal["gru", "lstm", "brc", "nbrc", "framestack"]
 Algorithm = Literal["aawr", "aawr-state", "awr", "bc"]
 Weighting = Literal["exp", "indicator"]
+ActionSampling = Literal["mode", "component", "full"]  # how a policy picks its action: see ActionMixture.act
 
 
 @dataclass
@@ -44,6 +45,9 @@ class LearnerConfig:
     gamma: float = 0.97
     expectile: float = 0.8  # tau of the expectile regression of V onto Q
     beta: float = 0.3  # temperature of exp(A / beta)
+    # Divide A by its batch standard deviation before weighting, so beta does not depend on the
+    # reward scale and the discount (one control step changes a sparse-reward value by ~(1 - gamma)).
+    normalize_advantages: bool = False
     max_weight: float = 100.0
     weighting: Weighting = "exp"
     online_weighting: Weighting = "indicator"  # the paper switches to 1[A > 0] online

@@ -7,6 +7,7 @@ For a window of onboard observations o, privileged signals i and actions a (see 
     Q loss   = E[ sum_k (r_t + gamma (1 - d_t) V(z_{t+1}) - Q_k(z_t, a_t))^2 ]  (TD onto V of the next step)
     A_t      = min_k Q'_k(z_t, a_t) - V(z_t)                                    (Q' = Polyak target critic)
     w_t      = min(exp(A_t / beta), max_weight)   or   1[A_t > 0]              (BC: w_t = 1)
+               (A_t / std(A) over the batch in place of A_t, with `normalize_advantages`)
     pi loss  = -E[ w_t log pi(a_t | o_0..t) ]                                   (the actor sees onboard only)
 """
 
@@ -40,6 +41,13 @@ def advantage_weights(advantage: Tensor, weighting: Weighting, beta: float, max_
     if weighting == "indicator":
         return (advantage > 0).float()
     return torch.exp(advantage / beta).clamp(max=max_weight)
+
+
+def normalized(advantage: Tensor, mask: Tensor) -> Tensor:
+    """A / std(A) over the trained steps of the batch (the sign, hence 1[A > 0], is unchanged)."""
+    mean = masked_mean(advantage, mask)
+    std = masked_mean((advantage - mean).pow(2), mask).sqrt()
+    return advantage / (std + 1e-6)
 
 
 def batch_to_torch(batch: SequenceBatch, device: torch.device | str = "cpu") -> dict:
@@ -105,6 +113,8 @@ class Learner:
             losses["critic"] = value_loss + q_loss
 
             advantage = (q_target - value).detach()
+            if cfg.normalize_advantages:
+                advantage = normalized(advantage, mask)
             weights = advantage_weights(advantage, self.weighting, cfg.beta, cfg.max_weight)
             metrics.update(
                 value_loss=value_loss.item(),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from policies.config import Algorithm, NetworkConfig
+from policies.config import ActionSampling, Algorithm, NetworkConfig
 from policies.episodes import PARTS, Episode
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
@@ -285,13 +285,32 @@ class ActionMixture(torch.distributions.MixtureSameFamily):
     """A Gaussian mixture over actions (as robomimic's GMM heads): demos that search left or right
     are two modes, whose average, a single Gaussian's mean, would not move at all."""
 
-    def mode_action(self) -> Tensor:
-        """The mean of the most likely component: the deterministic action."""
-        best = self.mixture_distribution.logits.argmax(-1)
-        means = self.component_distribution.base_dist.loc
-        return torch.gather(means, -2, best[..., None, None].expand(*best.shape, 1, means.shape[-1])).squeeze(
-            -2
-        )
+    def act(self, sampling: ActionSampling, generator: torch.Generator | None = None) -> Tensor:
+        """One action per batch entry:
+
+        mode       the mean of the most likely component (deterministic)
+        component  draw a component, act at its mean (robomimic's low-noise evaluation): a choice
+                   between modes stays a choice, the noise within a mode goes
+        full       a sample of the whole mixture (exploration)
+        """
+        probs = self.mixture_distribution.probs
+        if sampling == "mode":
+            index = probs.argmax(-1)
+        else:
+            draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+            index = draws.reshape(probs.shape[:-1])
+        normal = self.component_distribution.base_dist
+        mean = _select_component(normal.loc, index)
+        if sampling != "full":
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        return mean + _select_component(normal.scale, index) * noise
+
+
+def _select_component(values: Tensor, index: Tensor) -> Tensor:
+    """values [..., K, A], index [...] -> [..., A]"""
+    index = index[..., None, None].expand(*index.shape, 1, values.shape[-1])
+    return torch.gather(values, -2, index).squeeze(-2)
 
 
 class Actor(nn.Module):

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 RewardType = Literal["sparse", "dense"]
 ActionMode = Literal["ee", "joint"]
+
+
+@dataclass
+class TMazeLayout:
+    """The T-maze's shape (only the `tmaze` task reads it)."""
+
+    corridor_length: int = 4  # cells from the start to the junction
+    sign_accuracy: float = 1.0  # chance that one reading of the sign tells the truth
+
+    def __post_init__(self) -> None:
+        if self.corridor_length < 1:
+            raise ValueError(f"corridor_length must be >= 1, got {self.corridor_length}")
+        if not 0.5 < self.sign_accuracy <= 1.0:
+            raise ValueError(f"sign_accuracy must lie in (0.5, 1], got {self.sign_accuracy}")
 
 
 @dataclass
@@ -22,6 +36,7 @@ class TaskConfig:
     camera_jitter_pos: float = 0.01  # metres, per reset, when `randomize`
     camera_jitter_deg: float = 2.0  # degrees, per reset, when `randomize`
     hint_noise: float = 0.02  # metres: std of blind-pick's one-off object position
+    tmaze: TMazeLayout = field(default_factory=TMazeLayout)
 
     def __post_init__(self) -> None:
         if not 16 <= self.image_size <= 512:

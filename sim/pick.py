@@ -7,6 +7,10 @@
     blind-pick       no camera: a noisy cube position at the first step only
 
 Success: the cube is at least LIFT above the table with both fingers touching it.
+
+Privileged (what a calibrated tracker or motion capture gives in training): the cube's pose or
+position, and `object_offset`, the cube's centre relative to the grasp point (what the robot's
+kinematics and the tracked pose give together).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ BRIGHT_COLOURS = np.array(
 
 
 class PickEnv(ArmEnv):
-    privileged_vectors: ClassVar[dict[str, int]] = {"object_pose": 7}
+    privileged_vectors: ClassVar[dict[str, int]] = {"object_pose": 7, "object_offset": 3}
     spawn_low: ClassVar[np.ndarray] = np.array([0.30, -0.15])
     spawn_high: ClassVar[np.ndarray] = np.array([0.45, 0.15])
     object_material: ClassVar[str] = 'rgba="0.85 0.12 0.10 1"'
@@ -71,6 +75,10 @@ class PickEnv(ArmEnv):
     def object_pos(self) -> np.ndarray:
         return self.data.xpos[self._object_body].copy()
 
+    def object_offset(self) -> np.ndarray:
+        """The cube's centre relative to the grasp point, in the base frame (metres)."""
+        return (self.object_pos() - self.grasp_point()).astype(np.float32)
+
     def object_yaw(self) -> float:
         """Yaw of the cube folded into [-pi/4, pi/4) (a quarter turn maps the cube onto itself)."""
         rotation = self.data.xmat[self._object_body].reshape(3, 3)
@@ -97,7 +105,7 @@ class PickEnv(ArmEnv):
 
     def _privileged(self) -> dict[str, np.ndarray]:
         pose = self.data.qpos[self._object_qpos : self._object_qpos + 7]
-        return {"object_pose": pose.astype(np.float32)}
+        return {"object_pose": pose.astype(np.float32), "object_offset": self.object_offset()}
 
 
 class FullyObsPickEnv(PickEnv):
@@ -126,7 +134,7 @@ class SearchPickEnv(PickEnv):
 
     task_name = "search-pick"
     onboard_cameras = ("wrist",)
-    privileged_vectors: ClassVar[dict[str, int]] = {"object_pos": 3, "object_in_view": 1}
+    privileged_vectors: ClassVar[dict[str, int]] = {"object_pos": 3, "object_in_view": 1, "object_offset": 3}
     side_offset: ClassVar[tuple[float, float]] = (0.2, 0.28)  # |y| of the cube: outside the home view
     spawn_low = np.array([0.30, 0.0])
     spawn_high = np.array([0.42, 0.0])
@@ -155,6 +163,7 @@ class SearchPickEnv(PickEnv):
         return {
             "object_pos": self.object_pos().astype(np.float32),
             "object_in_view": np.array([float(self.object_in_view())], dtype=np.float32),
+            "object_offset": self.object_offset(),
         }
 
 
@@ -163,7 +172,7 @@ class BlindPickEnv(PickEnv):
 
     task_name = "blind-pick"
     onboard_vectors: ClassVar[dict[str, int]] = {**PickEnv.onboard_vectors, "object_hint": 4}
-    privileged_vectors: ClassVar[dict[str, int]] = {"object_pos": 3}
+    privileged_vectors: ClassVar[dict[str, int]] = {"object_pos": 3, "object_offset": 3}
     default_reward = "dense"
 
     def _reset_task(self, rng: np.random.Generator) -> None:
@@ -177,4 +186,4 @@ class BlindPickEnv(PickEnv):
         return {"object_hint": hint.astype(np.float32)}
 
     def _privileged(self) -> dict[str, np.ndarray]:
-        return {"object_pos": self.object_pos().astype(np.float32)}
+        return {"object_pos": self.object_pos().astype(np.float32), "object_offset": self.object_offset()}

@@ -27,7 +27,7 @@ from tqdm import tqdm
 import sim
 from apsconfig import ConfigError, load_config, save_config
 from policies.checkpoint import PolicyRunner, save_checkpoint
-from policies.config import Algorithm, LearnerConfig
+from policies.config import ActionSampling, Algorithm, LearnerConfig
 from policies.episodes import Episode, EpisodeDataset
 from policies.learner import Learner, NonFiniteLossError
 from policies.metrics import wilson_interval
@@ -57,6 +57,8 @@ class PretrainConfig:
     num_workers: int = 2
     eval_episodes: int = 32
     eval_every: int = 500  # updates between evaluations (the learning curve)
+    eval_sampling: ActionSampling = "component"  # how the evaluated policy picks actions (ActionMixture.act)
+    explore_sampling: ActionSampling = "full"  # how the online rollouts pick actions
     out_dir: str = "runs"
 
     def __post_init__(self) -> None:
@@ -91,19 +93,21 @@ class RunResult:
 class RolloutPolicy:
     """Adapts the step runner to `sim.vector.rollout`: it reads only the onboard part."""
 
-    def __init__(self, runner: PolicyRunner, deterministic: bool) -> None:
-        self.runner, self.deterministic = runner, deterministic
+    def __init__(self, runner: PolicyRunner) -> None:
+        self.runner = runner
 
     def reset(self, num_envs: int) -> None:
         self.runner.reset(num_envs)
 
     def act(self, obs: dict) -> np.ndarray:
-        return self.runner.act(obs["onboard"], deterministic=self.deterministic)
+        return self.runner.act(obs["onboard"])
 
 
-def evaluate(learner: Learner, envs: VectorEnv, task: str, episodes: int) -> tuple[int, int]:
-    """Deterministic policy on fixed evaluation seeds: (successes, trials)."""
-    policy = RolloutPolicy(PolicyRunner.from_learner(learner, task), deterministic=True)
+def evaluate(
+    learner: Learner, envs: VectorEnv, task: str, episodes: int, sampling: ActionSampling
+) -> tuple[int, int]:
+    """The policy on fixed evaluation seeds, with fixed action draws: (successes, trials)."""
+    policy = RolloutPolicy(PolicyRunner.from_learner(learner, task, sampling, seed=EVAL_SEED_OFFSET))
     successes = 0
     for start in range(0, episodes, envs.num_envs):
         seeds = [EVAL_SEED_OFFSET + s for s in range(start, min(start + envs.num_envs, episodes))]
@@ -137,7 +141,7 @@ def train_one(
 
     def checkpoint_and_evaluate() -> tuple[int, int]:
         nonlocal version
-        successes, trials = evaluate(learner, envs, cfg.task, cfg.eval_episodes)
+        successes, trials = evaluate(learner, envs, cfg.task, cfg.eval_episodes, cfg.eval_sampling)
         curve.append((learner.updates, successes / trials))
         writer.add_scalar(f"{tag}/success", successes / trials, learner.updates)
         version += 1
@@ -164,7 +168,7 @@ def train_one(
                 return demo_replay.sample(lc.batch_size, rng)
             return sample_mixed(demo_replay, online_replay, lc.batch_size, lc.demo_fraction, rng)
 
-        explore = RolloutPolicy(PolicyRunner.from_learner(learner, cfg.task), deterministic=False)
+        explore = RolloutPolicy(PolicyRunner.from_learner(learner, cfg.task, cfg.explore_sampling, seed=seed))
         for round_index in range(cfg.online_rounds):
             seeds = [
                 ONLINE_SEED_OFFSET + seed * 100_000 + round_index * cfg.num_envs + i

@@ -13,7 +13,6 @@ picks the side when turning (> 0 up). Reward 1 for the right side; the episode e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -22,22 +21,14 @@ import numpy as np
 from sim.config import DemoConfig, TaskConfig
 
 
-@dataclass
-class TMazeLayout:
-    corridor_length: int = 4  # cells from the start to the junction
-    sign_accuracy: float = 1.0
-
-
 class TMazeEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium's class attribute)
     task_name = "tmaze"
     control_hz = 10.0
 
-    def __init__(self, config: TaskConfig | None = None, layout: TMazeLayout | None = None) -> None:
+    def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config or TaskConfig(max_episode_steps=16)
-        self.layout = layout or TMazeLayout()
-        if not 0.5 < self.layout.sign_accuracy <= 1.0:
-            raise ValueError(f"sign_accuracy must lie in (0.5, 1], got {self.layout.sign_accuracy}")
+        self.layout = self.config.tmaze
         self.max_episode_steps = self.config.max_episode_steps
         self.junction = self.layout.corridor_length + 1
         vector = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)

@@ -3,6 +3,11 @@
     aps-sim-view search-pick --seed 3 --cameras wrist,side --out search.mp4
     aps-sim-view camouflage-pick --out strip.png --frames 8 image_size=48
     aps-sim-view shelf-search --policy random --demo.wrong_direction_prob=1 --out shelf.png
+    aps-sim-view search-pick --checkpoint runs/.../checkpoints/aawr-seed0 --out aawr.mp4
+
+With --checkpoint the trained policy acts (from the onboard part only, `--sampling` as in
+`ActionMixture.act`) and the task settings default to the ones it was trained with (the run's
+config.yaml, when it is there).
 
 An .mp4 holds every control step (cameras side by side); a .png is a strip of `--frames` evenly spaced
 steps, one row per camera. Task settings come as TaskConfig overrides (key=value).
@@ -14,17 +19,38 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
+import yaml
 
 from apsconfig import ConfigError, load_config
+from policies.checkpoint import CheckpointError, PolicyRunner, load_policy
+from policies.config import ActionSampling
 from sim.config import DemoConfig, TaskConfig
 
 
+def trained_task_settings(checkpoint: Path) -> dict:
+    """The task settings a checkpoint was trained with: the `env` part of its run's config.yaml
+    (aps-pretrain writes runs/<run>/config.yaml and runs/<run>/checkpoints/<name>/)."""
+    run_config = checkpoint.resolve().parent.parent / "config.yaml"
+    if not run_config.is_file():
+        return {}
+    settings = yaml.safe_load(run_config.read_text())
+    return settings.get("env", {}) if isinstance(settings, dict) else {}
+
+
 def record(
-    task: str, seed: int, cameras: list[str], size: int, policy: str, config: TaskConfig, demo: DemoConfig
+    task: str,
+    seed: int,
+    cameras: list[str],
+    size: int,
+    policy: str | PolicyRunner,
+    config: TaskConfig,
+    demo: DemoConfig,
 ) -> tuple[list[list[np.ndarray]], bool]:
-    """Frames [step][camera] of one episode, and whether it succeeded."""
+    """Frames [step][camera] of one episode, and whether it succeeded. `policy` is "scripted",
+    "random" or a trained policy's runner."""
     import sim
 
     env = sim.make(task, config)
@@ -36,11 +62,15 @@ def record(
         obs, _ = env.reset(seed=seed)
         demonstrator = sim.make_demonstrator(env, demo, seed)
         demonstrator.reset()
+        if isinstance(policy, PolicyRunner):
+            policy.reset()
         rng = np.random.default_rng(seed)
         frames = [[env.render_camera(c, size) for c in cameras]]
         success, done = False, False
         while not done:
-            if policy == "scripted":
+            if isinstance(policy, PolicyRunner):
+                action = policy.act(obs["onboard"])
+            elif policy == "scripted":
                 action = demonstrator.act(obs)
             else:
                 action = rng.uniform(-1, 1, env.action_space.shape)
@@ -74,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", default="wrist,side", help="comma-separated camera names")
     parser.add_argument("--size", type=int, default=240, help="pixels of each saved view")
     parser.add_argument("--policy", choices=("scripted", "random"), default="scripted")
+    parser.add_argument("--checkpoint", type=Path, help="a trained policy's checkpoint folder: it acts")
+    parser.add_argument("--sampling", choices=get_args(ActionSampling), default="component")
     parser.add_argument("--frames", type=int, default=8, help="steps shown in a .png strip")
     parser.add_argument("--out", type=Path, default=Path("sim_view.mp4"), help=".mp4 or .png")
     parser.add_argument("--demo.action_noise", dest="action_noise", type=float, default=0.0)
@@ -88,11 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aps-sim-view: --out must end in .mp4 or .png, got {args.out}", file=sys.stderr)
         return 2
     try:
-        config = load_config(TaskConfig, None, args.overrides)
+        policy: str | PolicyRunner = args.policy
+        settings: dict = {}
+        if args.checkpoint is not None:
+            policy = load_policy(args.checkpoint, task=args.task, sampling=args.sampling, seed=args.seed)
+            settings = trained_task_settings(args.checkpoint)
+        config = load_config(TaskConfig, settings, args.overrides)
         demo = DemoConfig(args.action_noise, args.wrong_direction_prob, args.hesitation_prob)
         cameras = [c for c in args.cameras.split(",") if c]
-        frames, success = record(args.task, args.seed, cameras, args.size, args.policy, config, demo)
-    except (ConfigError, ValueError, KeyError) as err:
+        frames, success = record(args.task, args.seed, cameras, args.size, policy, config, demo)
+    except (ConfigError, CheckpointError, ValueError, KeyError) as err:
         print(f"aps-sim-view: {err}", file=sys.stderr)
         return 2
     save(frames, args.out, config.control_hz, args.frames)

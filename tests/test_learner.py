@@ -21,6 +21,7 @@ from policies.learner import (
     batch_to_torch,
     expectile_loss,
     masked_mean,
+    normalized,
 )
 from policies.networks import Actor, ObsSpec, make_core
 from policies.replay import SequenceReplay, sample_mixed
@@ -73,6 +74,13 @@ def test_advantage_weights_exp_clipped_and_indicator() -> None:
     exp = advantage_weights(a, "exp", beta=0.5, max_weight=100.0)
     assert torch.allclose(exp, torch.tensor([np.exp(-2.0), 1.0, np.exp(0.6), 100.0], dtype=torch.float32))
     assert torch.equal(advantage_weights(a, "indicator", 0.5, 100.0), torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+
+def test_advantages_are_normalised_by_their_std_over_trained_steps() -> None:
+    advantage = torch.tensor([[4.0, 0.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    # trained steps 4 and 0: mean 2, std 2; the sign (and so 1[A > 0]) is kept
+    assert torch.allclose(normalized(advantage, mask), torch.tensor([[2.0, 0.0, 50.0]]), atol=1e-5)
 
 
 def test_masked_mean_ignores_masked_entries() -> None:
@@ -169,7 +177,7 @@ def test_core_sequence_equals_step_by_step(core: str) -> None:
 def test_runner_reset_forgets_the_previous_episode(tmp_path, episodes: list[Episode]) -> None:
     learner = Learner(ObsSpec.from_episode(episodes[0]), small_config(), seed=0)
     save_checkpoint(learner, tmp_path / "ckpt", task="unit", version=1)
-    runner = load_policy(tmp_path / "ckpt")
+    runner = load_policy(tmp_path / "ckpt", sampling="mode")  # no draws: only the state differs
 
     def run(episode: Episode) -> np.ndarray:
         runner.reset()
@@ -314,18 +322,35 @@ def test_malformed_learner_config_is_a_clear_error(tmp_path) -> None:
     assert load_config(LearnerConfig, None, ["network.core=lstm", "beta=1"]).network.core == "lstm"
 
 
-def test_mixture_policy_acts_with_the_most_likely_mode() -> None:
+def test_mixture_policy_acts_by_mode_component_or_full_sample() -> None:
     from policies.networks import ActionMixture
 
-    logits = torch.tensor([[0.0, 2.0, -1.0]])
-    means = torch.tensor([[[0.9, 0.9], [-0.5, 0.2], [0.0, 0.0]]])
+    logits = torch.tensor([[0.0, 2.0, -1.0]]).expand(4000, 3)
+    means = torch.tensor([[0.9, 0.9], [-0.5, 0.2], [0.0, 0.0]]).expand(4000, 3, 2)
     components = torch.distributions.Independent(
         torch.distributions.Normal(means, torch.full_like(means, 0.1)), 1
     )
     mixture = ActionMixture(torch.distributions.Categorical(logits=logits), components)
-    assert torch.allclose(mixture.mode_action(), torch.tensor([[-0.5, 0.2]]))
+    generator = torch.Generator().manual_seed(0)
+    assert torch.allclose(mixture.act("mode"), torch.tensor([-0.5, 0.2]).expand(4000, 2))
     # The mixture's mean lies between the modes: an action no demo took.
-    assert not torch.allclose(mixture.mean, mixture.mode_action())
+    assert not torch.allclose(mixture.mean[0], torch.tensor([-0.5, 0.2]))
+
+    # component: every action is exactly one component's mean, drawn with the mixture's probabilities
+    drawn = mixture.act("component", generator)
+    hits = (drawn[:, None, :] == means[0][None]).all(-1)  # [N, K]
+    assert torch.all(hits.sum(-1) == 1)
+    assert torch.allclose(hits.float().mean(0), torch.softmax(logits[0], -1), atol=0.03)
+
+    # full: component means plus each component's noise
+    full = mixture.act("full", torch.Generator().manual_seed(0))
+    assert torch.allclose(full.mean(0), mixture.mean[0], atol=0.05)
+    nearest = (full[:, None, :] - means[0][None]).norm(dim=-1).min(-1).values
+    assert 0.05 < nearest.mean() < 0.2  # about the components' std of 0.1
+
+    # the same seed draws the same actions
+    again = mixture.act("component", torch.Generator().manual_seed(0))
+    assert torch.equal(again, drawn)
 
 
 def test_sampler_trains_every_step_equally_often(episodes: list[Episode]) -> None:

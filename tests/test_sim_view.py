@@ -26,3 +26,32 @@ def test_bad_input_is_refused(tmp_path, capsys) -> None:
     assert "known tasks" in capsys.readouterr().err
     assert main(["search-pick", "--out", str(tmp_path / "x.gif")]) == 2
     assert main(["search-pick", "image_size=2", "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_trained_policy_acts_with_the_task_settings_it_was_trained_with(tmp_path, capsys) -> None:
+    import dataclasses
+
+    import sim
+    from apsconfig import save_config
+    from policies.checkpoint import save_checkpoint
+    from policies.config import LearnerConfig, NetworkConfig
+    from policies.learner import Learner
+    from policies.networks import ObsSpec
+    from sim.config import TaskConfig
+    from sim.pretrain import PretrainConfig
+
+    task = TaskConfig(image_size=32, max_episode_steps=7)
+    demo = sim.collect_demos("search-pick", 1, seed=0, task_config=task)[0]
+    network = NetworkConfig(image_channels=(8,), image_features=16, core_hidden=16, head_hidden=16)
+    learner = Learner(ObsSpec.from_episode(demo), LearnerConfig(algorithm="bc", network=network))
+    run = tmp_path / "run"
+    save_checkpoint(learner, run / "checkpoints" / "bc-seed0", "search-pick", version=1)
+    save_config(dataclasses.replace(PretrainConfig(), env=task), run / "config.yaml")
+
+    out = tmp_path / "policy.png"
+    checkpoint = str(run / "checkpoints" / "bc-seed0")
+    assert main(["search-pick", "--checkpoint", checkpoint, "--out", str(out), "--size", "32"]) == 0
+    assert "7 steps" in capsys.readouterr().out  # the run's max_episode_steps, not the default 50
+    assert imageio.imread(out).shape[0] == 2 * 32
+    assert main(["camouflage-pick", "--checkpoint", checkpoint, "--out", str(out)]) == 2
+    assert "not 'camouflage-pick'" in capsys.readouterr().err

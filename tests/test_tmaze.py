@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.config import DemoConfig, TaskConfig
-from sim.tmaze import TMazeDemonstrator, TMazeEnv, TMazeLayout
+from sim.config import DemoConfig, TaskConfig, TMazeLayout
+from sim.tmaze import TMazeDemonstrator, TMazeEnv
 
 BACK, FORWARD = np.array([-1.0, 0.0], np.float32), np.array([1.0, 0.0], np.float32)
 
 
 def test_belief_is_the_bayes_posterior_of_the_readings() -> None:
-    env = TMazeEnv(TaskConfig(max_episode_steps=30), TMazeLayout(corridor_length=3, sign_accuracy=0.8))
+    env = TMazeEnv(TaskConfig(max_episode_steps=30, tmaze=TMazeLayout(corridor_length=3, sign_accuracy=0.8)))
     obs, _ = env.reset(seed=4)
     assert obs["privileged"]["belief"][0] == pytest.approx(0.5)
     up_readings = 0
