@@ -2,9 +2,10 @@
 
 A checkpoint is a folder:
 
-    policy.safetensors   the actor (all that deployment needs)
-    critic.safetensors   the critic and its target (to resume or fine-tune online); absent for BC
-    checkpoint.json      task, observation spec, learner config, version, updates, metrics
+    policy.safetensors     the actor (all that deployment needs)
+    critic.safetensors     the critic and its target (to resume or fine-tune online); absent for BC
+    optimizer.safetensors  the Adam moments, so training resumes where it stopped
+    checkpoint.json        task, observation spec, learner config, version, updates, weighting, metrics
 
 Files are written under temporary names and renamed, so a crash never leaves a half checkpoint
 that looks whole. Loading never unpickles: safetensors holds tensors only.
@@ -16,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from apsconfig import from_dict, to_dict
-from policies.config import ActionSampling, LearnerConfig
+from policies.config import ActionSampling, LearnerConfig, Weighting
 from policies.learner import Learner
 from policies.networks import Actor, ObsSpec
 
@@ -44,6 +45,7 @@ class CheckpointCard:
     version: int  # policy version, increases with every checkpoint of one training run
     updates: int
     metrics: dict[str, Any]
+    weighting: Weighting  # the weighting in use when saved (offline "exp" may have become "indicator")
 
 
 def save_checkpoint(
@@ -58,6 +60,7 @@ def save_checkpoint(
         "config": to_dict(learner.config),
         "version": version,
         "updates": learner.updates,
+        "weighting": learner.weighting,
         "metrics": metrics or {},
     }
     # Remove the card first: a folder whose card is present holds weights that match it, also while
@@ -68,6 +71,13 @@ def save_checkpoint(
         critic = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
         critic |= {f"target.{k}": v for k, v in learner.target_critic.state_dict().items()}
         _atomic(path / "critic.safetensors", lambda tmp: save_file(_contiguous(critic), tmp))
+    moments = {
+        f"{name}.{index}.{field}": value
+        for name, optimizer in learner.optimizers().items()
+        for index, state in optimizer.state_dict()["state"].items()
+        for field, value in state.items()
+    }
+    _atomic(path / "optimizer.safetensors", lambda tmp: save_file(_contiguous(moments), tmp))
     _atomic(path / CARD, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
     return path
 
@@ -84,13 +94,18 @@ def read_card(path: str | Path) -> CheckpointCard:
             raise CheckpointError(
                 f"{card_path}: format {card.get('format')!r}, this code reads {FORMAT_VERSION}"
             )
+        config = from_dict(LearnerConfig, card["config"])
+        weighting = card.get("weighting", config.weighting)  # cards before it was saved have none
+        if weighting not in get_args(Weighting):
+            raise CheckpointError(f"{card_path}: unknown weighting {weighting!r}")
         return CheckpointCard(
             task=card["task"],
             spec=ObsSpec.from_dict(card["spec"]),
-            config=from_dict(LearnerConfig, card["config"]),
+            config=config,
             version=int(card["version"]),
             updates=int(card["updates"]),
             metrics=card.get("metrics", {}),
+            weighting=weighting,
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         if isinstance(err, CheckpointError):
@@ -111,8 +126,23 @@ def load_learner(path: str | Path, task: str | None = None) -> tuple[Learner, Ch
                 module.load_state_dict(weights)
             except RuntimeError as err:
                 raise CheckpointError(f"{path}: critic weights do not fit the card ({err})") from err
-    learner.updates = card.updates
+    if (Path(path) / "optimizer.safetensors").is_file():  # checkpoints before it was saved have none
+        _load_optimizers(learner, _read_tensors(Path(path) / "optimizer.safetensors"), path)
+    learner.updates, learner.weighting = card.updates, card.weighting
     return learner, card
+
+
+def _load_optimizers(learner: Learner, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    for name, optimizer in learner.optimizers().items():
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            owner, index, field = key.split(".")
+            if owner == name:
+                state.setdefault(int(index), {})[field] = value
+        try:
+            optimizer.load_state_dict({**optimizer.state_dict(), "state": state})
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: optimizer state does not fit the learner ({err})") from err
 
 
 def load_policy(
@@ -150,7 +180,7 @@ class PolicyRunner:
         learner: Learner, task: str, sampling: ActionSampling = "component", seed: int = 0
     ) -> PolicyRunner:
         """A runner over the learner's live actor, for rollouts during training."""
-        card = CheckpointCard(task, learner.spec, learner.config, 0, learner.updates, {})
+        card = CheckpointCard(task, learner.spec, learner.config, 0, learner.updates, {}, learner.weighting)
         return PolicyRunner(learner.actor, card, sampling, seed)
 
     @property

@@ -81,6 +81,9 @@ class Learner:
             self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.updates = 0
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optim} | ({"critic": self.critic_optim} if self.critic else {})
+
     def go_online(self) -> None:
         """Offline -> online: switch the weighting as configured (the paper uses 1[A > 0] online)."""
         self.weighting = self.config.online_weighting
