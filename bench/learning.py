@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from apsconfig import load_config
-from policies.episodes import EpisodeDataset
 from policies.metrics import wilson_interval
 from sim.pretrain import PRESETS, PretrainConfig, RunResult, run
 
@@ -33,12 +32,36 @@ def summarise(label: str, results: list[RunResult], cfg: PretrainConfig) -> dict
     return {
         "variant": label,
         "success": round(successes / trials, 3),
+        "successes": successes,
         "ci95": [round(low, 3), round(high, 3)],
         "trials": trials,
         "updates": max(r.updates for r in results),
         "online_env_steps": max(r.online_steps for r in results),
         "wall_min": round(sum(r.wall_s for r in results) / 60 / len(cfg.seeds), 1),
         "stopped_early": [r.stopped for r in results if r.stopped],
+    }
+
+
+def targets(counts: dict[str, tuple[int, int]]) -> dict[str, bool | None]:
+    """Issue 3's figures, from (successes, trials) per variant; None where a variant did not run.
+    Compared in whole successes, so float rounding cannot flip an exact 25-point gap."""
+
+    def at_least(variant: str, fraction: float) -> bool | None:
+        if variant not in counts:
+            return None
+        successes, trials = counts[variant]
+        return 100 * successes >= round(100 * fraction) * trials
+
+    def points_below_aawr(variant: str, points: int) -> bool | None:
+        if "aawr" not in counts or variant not in counts:
+            return None
+        (a, n), (b, m) = counts["aawr"], counts[variant]
+        return 100 * (a * m - b * n) >= points * n * m  # a/n - b/m >= points/100
+
+    return {
+        "aawr_at_least_80": at_least("aawr", 0.8),
+        "awr_25_points_below_aawr": points_below_aawr("awr", 25),
+        "bc_25_points_below_aawr": points_below_aawr("bc", 25),
     }
 
 
@@ -64,34 +87,25 @@ def main() -> None:
             framestack = dataclasses.replace(cfg.learner.network, core="framestack")
             learner = dataclasses.replace(cfg.learner, network=framestack)
             variants.append(("-framestack", dataclasses.replace(cfg, algorithms=["aawr"], learner=learner)))
-        rows = []
-        demo_success = None
+        rows, demo_success = [], []
         for suffix, variant in variants:
-            results, run_dir = run(variant)
-            if demo_success is None:  # every variant of a task collects the same seeded demos
-                manifests = [
-                    EpisodeDataset(run_dir / "demos" / f"seed{s}").read_manifest() for s in cfg.seeds
-                ]
-                demo_success = sum(m["successes"] for m in manifests) / sum(m["episodes"] for m in manifests)
+            results, _ = run(variant)
+            demo_success += [r.demo_success for r in results]  # every variant has the same seeded demos
             for algorithm in variant.algorithms:
                 runs = [r for r in results if r.algorithm == algorithm]
                 rows.append(summarise(algorithm + suffix, runs, variant))
-        success = {row["variant"]: row["success"] for row in rows}
+        counts = {row["variant"]: (row["successes"], row["trials"]) for row in rows}
         report["tasks"][task] = {
             "image_size": cfg.env.image_size,
             "max_episode_steps": cfg.env.max_episode_steps,
             "demos": cfg.num_demos,
-            "demo_success": round(demo_success, 3),
+            "demo_success": round(sum(demo_success) / len(demo_success), 3),
             "demo_config": dataclasses.asdict(cfg.demo),
             "network": dataclasses.asdict(cfg.learner.network),
             "seeds": cfg.seeds,
             "eval_episodes_per_seed": cfg.eval_episodes,
             "results": rows,
-            "targets": {
-                "aawr_at_least_80": success.get("aawr", 0.0) >= 0.8,
-                "awr_25_points_below_aawr": success.get("aawr", 0.0) - success.get("awr", 1.0) >= 0.25,
-                "bc_25_points_below_aawr": success.get("aawr", 0.0) - success.get("bc", 1.0) >= 0.25,
-            },
+            "targets": targets(counts),
         }
         # written after every task, so hours of work survive a later failure
         Path(args.out).mkdir(parents=True, exist_ok=True)

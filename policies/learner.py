@@ -43,11 +43,16 @@ def advantage_weights(advantage: Tensor, weighting: Weighting, beta: float, max_
     return torch.exp(advantage / beta).clamp(max=max_weight)
 
 
+def masked_std(x: Tensor, mask: Tensor) -> Tensor:
+    return masked_mean((x - masked_mean(x, mask)).pow(2), mask).sqrt()
+
+
 def normalized(advantage: Tensor, mask: Tensor) -> Tensor:
-    """A / std(A) over the trained steps of the batch (the sign, hence 1[A > 0], is unchanged)."""
-    mean = masked_mean(advantage, mask)
-    std = masked_mean((advantage - mean).pow(2), mask).sqrt()
-    return advantage / (std + 1e-6)
+    """A / std(A) over the trained steps of the batch (the sign, hence 1[A > 0], is unchanged).
+    With fewer than two trained steps there is no spread to measure: A is returned as it is."""
+    if mask.sum() < 2:
+        return advantage
+    return advantage / (masked_std(advantage, mask) + 1e-6)
 
 
 def batch_to_torch(batch: SequenceBatch, device: torch.device | str = "cpu") -> dict:
@@ -116,16 +121,17 @@ class Learner:
             losses["critic"] = value_loss + q_loss
 
             advantage = (q_target - value).detach()
-            if cfg.normalize_advantages:
-                advantage = normalized(advantage, mask)
-            weights = advantage_weights(advantage, self.weighting, cfg.beta, cfg.max_weight)
             metrics.update(
                 value_loss=value_loss.item(),
                 q_loss=q_loss.item(),
                 q_mean=masked_mean(q_target, mask).item(),
-                advantage_mean=masked_mean(advantage, mask).item(),
+                advantage_mean=masked_mean(advantage, mask).item(),  # raw, before any normalisation
+                advantage_std=masked_std(advantage, mask).item(),
                 advantage_positive=masked_mean((advantage > 0).float(), mask).item(),
             )
+            if cfg.normalize_advantages:
+                advantage = normalized(advantage, mask)
+            weights = advantage_weights(advantage, self.weighting, cfg.beta, cfg.max_weight)
 
         # The actor gets the onboard part only; the privileged signal reaches it solely through the
         # (detached) weights.

@@ -87,6 +87,7 @@ class RunResult:
     wall_s: float
     curve: list[tuple[int, float]]  # (gradient updates, success rate)
     checkpoint: str
+    demo_success: float  # success rate of the demos it learned from
     stopped: str = ""  # why training stopped early, if it did
 
 
@@ -192,7 +193,7 @@ def train_one(
         successes, trials = checkpoint_and_evaluate()
     return RunResult(
         algorithm, seed, successes, trials, learner.updates, online_steps, time.perf_counter() - started,
-        curve, str(checkpoint), stopped,
+        curve, str(checkpoint), float(np.mean([d.success for d in demos])), stopped,
     )  # fmt: skip
 
 
@@ -247,7 +248,6 @@ def run(cfg: PretrainConfig) -> tuple[list[RunResult], Path]:
     save_config(cfg, run_dir / "config.yaml")
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     results: list[RunResult] = []
-    demo_success = []
     per_run = (
         cfg.offline_updates
         + cfg.online_rounds * cfg.num_envs * cfg.env.max_episode_steps * cfg.updates_per_step
@@ -257,7 +257,6 @@ def run(cfg: PretrainConfig) -> tuple[list[RunResult], Path]:
             print(f"[seed {seed}] collecting {cfg.num_demos} scripted demos of {cfg.task} ...", flush=True)
             demos = sim.collect_demos(cfg.task, cfg.num_demos, seed, cfg.env, cfg.demo, cfg.num_workers)
             EpisodeDataset(run_dir / "demos" / f"seed{seed}").extend(demos)
-            demo_success.append(np.mean([d.success for d in demos]))
             for algorithm in cfg.algorithms:
                 with tqdm(
                     total=int(per_run), desc=f"{algorithm} seed {seed}", unit="upd", dynamic_ncols=True
@@ -265,7 +264,7 @@ def run(cfg: PretrainConfig) -> tuple[list[RunResult], Path]:
                     results.append(train_one(cfg, algorithm, seed, demos, envs, run_dir, writer, bar))
                 print(f"  {algorithm}: success {results[-1].successes}/{results[-1].trials}", flush=True)
     writer.close()
-    table = results_table(results, cfg, float(np.mean(demo_success)))
+    table = results_table(results, cfg, float(np.mean([r.demo_success for r in results])))
     (run_dir / "results.md").write_text(table + "\n")
     (run_dir / "results.json").write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     plot_curves(results, run_dir / "curves.png", f"{cfg.task}: success vs updates")

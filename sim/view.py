@@ -19,25 +19,33 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import yaml
 
 from apsconfig import ConfigError, load_config
-from policies.checkpoint import CheckpointError, PolicyRunner, load_policy
 from policies.config import ActionSampling
 from sim.config import DemoConfig, TaskConfig
 
+if TYPE_CHECKING:  # torch is imported only when a checkpoint is viewed
+    from policies.checkpoint import PolicyRunner
 
-def trained_task_settings(checkpoint: Path) -> dict:
+
+def trained_task_settings(checkpoint: Path, policy: PolicyRunner) -> dict:
     """The task settings a checkpoint was trained with: the `env` part of its run's config.yaml
-    (aps-pretrain writes runs/<run>/config.yaml and runs/<run>/checkpoints/<name>/)."""
+    (aps-pretrain writes runs/<run>/config.yaml and runs/<run>/checkpoints/<name>/). A checkpoint
+    outside such a run keeps at least its image size, read off the policy's observation spec."""
     run_config = checkpoint.resolve().parent.parent / "config.yaml"
-    if not run_config.is_file():
-        return {}
-    settings = yaml.safe_load(run_config.read_text())
-    return settings.get("env", {}) if isinstance(settings, dict) else {}
+    if run_config.is_file():
+        try:
+            settings = yaml.safe_load(run_config.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{run_config}: not valid YAML: {err}") from err
+        if isinstance(settings, dict) and isinstance(settings.get("env"), dict):
+            return settings["env"]
+    sizes = {spec.shape[0] for spec in policy.spec.onboard.values() if spec.is_image}
+    return {"image_size": sizes.pop()} if len(sizes) == 1 else {}
 
 
 def record(
@@ -62,13 +70,13 @@ def record(
         obs, _ = env.reset(seed=seed)
         demonstrator = sim.make_demonstrator(env, demo, seed)
         demonstrator.reset()
-        if isinstance(policy, PolicyRunner):
+        if not isinstance(policy, str):
             policy.reset()
         rng = np.random.default_rng(seed)
         frames = [[env.render_camera(c, size) for c in cameras]]
         success, done = False, False
         while not done:
-            if isinstance(policy, PolicyRunner):
+            if not isinstance(policy, str):
                 action = policy.act(obs["onboard"])
             elif policy == "scripted":
                 action = demonstrator.act(obs)
@@ -103,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cameras", default="wrist,side", help="comma-separated camera names")
     parser.add_argument("--size", type=int, default=240, help="pixels of each saved view")
-    parser.add_argument("--policy", choices=("scripted", "random"), default="scripted")
-    parser.add_argument("--checkpoint", type=Path, help="a trained policy's checkpoint folder: it acts")
+    who_acts = parser.add_mutually_exclusive_group()
+    who_acts.add_argument("--policy", choices=("scripted", "random"), default="scripted")
+    who_acts.add_argument("--checkpoint", type=Path, help="a trained policy's checkpoint folder: it acts")
     parser.add_argument("--sampling", choices=get_args(ActionSampling), default="component")
     parser.add_argument("--frames", type=int, default=8, help="steps shown in a .png strip")
     parser.add_argument("--out", type=Path, default=Path("sim_view.mp4"), help=".mp4 or .png")
@@ -123,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         policy: str | PolicyRunner = args.policy
         settings: dict = {}
         if args.checkpoint is not None:
+            from policies.checkpoint import load_policy
+
             policy = load_policy(args.checkpoint, task=args.task, sampling=args.sampling, seed=args.seed)
-            settings = trained_task_settings(args.checkpoint)
+            settings = trained_task_settings(args.checkpoint, policy)
         config = load_config(TaskConfig, settings, args.overrides)
         demo = DemoConfig(args.action_noise, args.wrong_direction_prob, args.hesitation_prob)
         cameras = [c for c in args.cameras.split(",") if c]
         frames, success = record(args.task, args.seed, cameras, args.size, policy, config, demo)
-    except (ConfigError, CheckpointError, ValueError, KeyError) as err:
+    except (ValueError, KeyError) as err:  # ConfigError and CheckpointError are ValueErrors
         print(f"aps-sim-view: {err}", file=sys.stderr)
         return 2
     save(frames, args.out, config.control_hz, args.frames)

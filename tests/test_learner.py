@@ -81,6 +81,9 @@ def test_advantages_are_normalised_by_their_std_over_trained_steps() -> None:
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     # trained steps 4 and 0: mean 2, std 2; the sign (and so 1[A > 0]) is kept
     assert torch.allclose(normalized(advantage, mask), torch.tensor([[2.0, 0.0, 50.0]]), atol=1e-5)
+    # one trained step has no spread: left as it is rather than blown up by a zero std
+    one = torch.tensor([[1.0, 0.0, 0.0]])
+    assert torch.equal(normalized(advantage, one), advantage)
 
 
 def test_masked_mean_ignores_masked_entries() -> None:

@@ -55,3 +55,11 @@ def test_a_trained_policy_acts_with_the_task_settings_it_was_trained_with(tmp_pa
     assert imageio.imread(out).shape[0] == 2 * 32
     assert main(["camouflage-pick", "--checkpoint", checkpoint, "--out", str(out)]) == 2
     assert "not 'camouflage-pick'" in capsys.readouterr().err
+
+    # a checkpoint outside its run still gets its image size; a damaged run config is a clear error
+    moved = tmp_path / "elsewhere" / "bc"
+    (run / "checkpoints" / "bc-seed0").rename(moved.parent.mkdir() or moved)
+    assert main(["search-pick", "--checkpoint", str(moved), "--out", str(out), "max_episode_steps=3"]) == 0
+    (tmp_path / "config.yaml").write_text("env: {image_size: 32\n")
+    assert main(["search-pick", "--checkpoint", str(moved), "--out", str(out)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
