@@ -59,6 +59,10 @@ class LearnerConfig:
     seq_len: int = 16  # trained steps per sequence
     burn_in: int = 8  # steps that only warm up the recurrent state
     demo_fraction: float = 0.5  # share of demo sequences in online batches
+    # The privileged keys the critic sees (None: all). A key that reveals the outcome of what the
+    # agent has not yet observed (the T-maze's goal) lets the critic credit lucky guesses; a key
+    # that summarises what the agent could know (its belief) spares the critic learning memory.
+    critic_privileged_keys: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
@@ -75,6 +79,8 @@ class LearnerConfig:
             raise ValueError("batch_size and seq_len must be >= 1 and burn_in >= 0")
         if not 0.0 <= self.demo_fraction <= 1.0:
             raise ValueError(f"demo_fraction must lie in [0, 1], got {self.demo_fraction}")
+        if self.critic_privileged_keys is not None and not self.critic_privileged_keys:
+            raise ValueError("critic_privileged_keys must name at least one key (or be null for all)")
 
     @property
     def uses_critic(self) -> bool:

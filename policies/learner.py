@@ -81,7 +81,7 @@ class Learner:
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic: Critic | None = None
         if config.uses_critic:
-            self.critic = Critic(spec, config.network, config.algorithm)
+            self.critic = Critic(spec, config.network, config.algorithm, config.critic_privileged_keys)
             self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.updates = 0

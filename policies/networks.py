@@ -6,6 +6,7 @@ Tensors are time-major inside a batch of sequences: observations [B, T, ...], fe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -346,9 +347,17 @@ class Critic(nn.Module):
     aawr        z_t = [h_t, i_t]   onboard history and privileged signal (the unbiased informed critic)
     aawr-state  z_t = i_t          privileged signal only
     awr         z_t = h_t          onboard history only
+
+    `privileged_keys` picks the privileged keys in i_t (None: all of them).
     """
 
-    def __init__(self, spec: ObsSpec, config: NetworkConfig, algorithm: Algorithm) -> None:
+    def __init__(
+        self,
+        spec: ObsSpec,
+        config: NetworkConfig,
+        algorithm: Algorithm,
+        privileged_keys: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if algorithm == "bc":
             raise ValueError("BC has no critic")
@@ -356,8 +365,15 @@ class Critic(nn.Module):
         uses_privileged = algorithm in ("aawr", "aawr-state")
         if uses_privileged and not spec.privileged:
             raise ValueError(f"{algorithm} needs privileged observations, but the task has none")
+        unknown = set(privileged_keys or ()) - set(spec.privileged)
+        if unknown:
+            raise ValueError(
+                f"critic privileged keys {sorted(unknown)} are not in the task's {sorted(spec.privileged)}"
+            )
+        self.privileged_keys = list(privileged_keys or spec.privileged)
+        privileged_spec = {k: spec.privileged[k] for k in self.privileged_keys}
         self.history = HistoryEncoder(spec.onboard, config) if uses_history else None
-        self.privileged = PartEncoder(spec.privileged, config) if uses_privileged else None
+        self.privileged = PartEncoder(privileged_spec, config) if uses_privileged else None
         dim = (self.history.out_dim if self.history else 0) + (
             self.privileged.out_dim if self.privileged else 0
         )
@@ -376,7 +392,7 @@ class Critic(nn.Module):
         if self.history is not None:
             parts.append(self.history(onboard, state, augment)[0])
         if self.privileged is not None:
-            parts.append(self.privileged(privileged, augment))
+            parts.append(self.privileged({k: privileged[k] for k in self.privileged_keys}, augment))
         return torch.cat(parts, dim=-1)
 
     def q_values(self, z: Tensor, action: Tensor) -> Tensor:  # -> [K, B, T]

@@ -23,7 +23,7 @@ from policies.learner import (
     masked_mean,
     normalized,
 )
-from policies.networks import Actor, ObsSpec, make_core
+from policies.networks import Actor, Critic, ObsSpec, make_core
 from policies.replay import SequenceReplay, sample_mixed
 
 IMAGE = 12
@@ -147,6 +147,21 @@ def test_no_gradient_from_privileged_into_the_actor(episodes: list[Episode]) -> 
     (critic_grad,) = torch.autograd.grad(losses["critic"], privileged, allow_unused=True)
     assert actor_grad is None or torch.count_nonzero(actor_grad) == 0
     assert critic_grad is not None and torch.count_nonzero(critic_grad) > 0  # the check can fail
+
+
+def test_critic_sees_only_the_chosen_privileged_keys() -> None:
+    vector = np.zeros(2, np.float32)
+    spec = ObsSpec.from_arrays({"joints": vector}, {"goal": vector, "belief": vector}, action_dim=2)
+    critic = Critic(spec, small_config().network, "aawr", privileged_keys=["belief"])
+    onboard = {"joints": torch.randn(3, 4, 2)}
+    belief, goal = torch.randn(3, 4, 2, requires_grad=True), torch.randn(3, 4, 2, requires_grad=True)
+    z = critic.features(onboard, {"goal": goal, "belief": belief}, critic.initial_state(3))
+    (belief_grad, goal_grad) = torch.autograd.grad(z.sum(), [belief, goal], allow_unused=True)
+    assert goal_grad is None and torch.count_nonzero(belief_grad) > 0
+    with pytest.raises(ValueError, match=r"critic privileged keys \['object'\] are not in"):
+        Critic(spec, small_config().network, "aawr", privileged_keys=["object"])
+    with pytest.raises(ValueError, match="at least one key"):
+        LearnerConfig(critic_privileged_keys=[])
 
 
 def test_actor_rejects_privileged_keys(episodes: list[Episode]) -> None:
