@@ -2,7 +2,7 @@
 scripted sub-optimal demos and the same budget, plus AAWR-state and a frame-stack (non-recurrent)
 AAWR on search-pick. Seeded; prints one JSON object and writes it to <out>/learning.json.
 
-    python -m bench.learning                          # the `full` preset (about 2 h on a 2-core CPU)
+    python -m bench.learning                          # the `full` preset (about 3 h per seed, 2-core CPU)
     python -m bench.learning --preset quick --tasks search-pick --no-ablations
 
 Each row gives the success rate on held-out seeds with its Wilson 95% interval and the budget

@@ -145,7 +145,7 @@ class ArmEnv(gym.Env):
         self._apply_action(self._check_action(action))
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)
         self.steps += 1
-        success = self._success()
+        success = bool(self._success())
         reward = self._dense_reward(success) if self.reward_type == "dense" else float(success)
         terminated = success and self.config.terminate_on_success
         truncated = not terminated and self.steps >= self.max_episode_steps

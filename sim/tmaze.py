@@ -62,7 +62,7 @@ class TMazeEnv(gym.Env):
         success = turned = False
         if move >= 0 and self.position == self.junction:
             turned = True
-            success = (side > 0) == self.goal_up
+            success = bool(side > 0) == self.goal_up
         elif move >= 0:
             self.position += 1
         else:

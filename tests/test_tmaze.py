@@ -42,7 +42,7 @@ def test_goal_is_visible_only_on_the_sign_cell_and_turning_ends_the_episode() ->
         assert obs["onboard"]["sensors"][0] == 0.0 and not terminated
     assert obs["onboard"]["sensors"][1] == 1.0  # at the junction
     obs, reward, terminated, truncated, info = env.step(np.array([1.0, goal], np.float32))
-    assert terminated and not truncated and info["success"] and reward == 1.0
+    assert terminated and not truncated and info["success"] is True and reward == 1.0
 
 
 def test_observation_parts_are_disjoint_and_match_the_spaces() -> None:
