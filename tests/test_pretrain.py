@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sim
 from apsconfig import load_config
+from bench.behaviour import trace_checkpoint
 from policies.checkpoint import CheckpointError, load_policy
 from policies.episodes import EpisodeDataset
 from sim.pretrain import PRESETS, PretrainConfig, main, run
@@ -43,6 +45,10 @@ def test_job_writes_table_curves_and_loadable_checkpoints(tmp_path) -> None:
         assert action.shape == env.action_space.shape and np.all(np.abs(action) <= 1.0)
         with pytest.raises(CheckpointError, match="not 'camouflage-pick'"):
             load_policy(result.checkpoint, task="camouflage-pick")
+    # the behaviour bench replays a checkpoint with the settings it was trained with (12-step episodes)
+    traces = trace_checkpoint(Path(results[0].checkpoint), episodes=2)
+    assert len(traces) == 2 and all(1 <= len(t.grasp_xy) <= 12 for t in traces)
+    assert all(abs(t.cube_xy[1]) > 0.15 for t in traces)  # search-pick's cube starts off to a side
 
 
 @pytest.mark.parametrize(
