@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +80,11 @@ def trace_checkpoint(checkpoint: Path, episodes: int) -> list[Trace]:
     policy = load_policy(checkpoint, seed=EVAL_SEED_OFFSET)
     task = policy.card.task
     config = load_config(TaskConfig, trained_task_settings(checkpoint, policy))
-    env = sim.make(task, config).unwrapped
-    if not hasattr(env, "object_pos"):
-        raise ValueError(f"{checkpoint}: task {task} has no cube to reach (pick tasks only)")
+    env = sim.make(task, config)
     traces = []
     try:
+        if not hasattr(env, "object_pos"):
+            raise ValueError(f"{checkpoint}: task {task} has no cube to reach (pick tasks only)")
         for index in range(episodes):
             obs, _ = env.reset(seed=EVAL_SEED_OFFSET + index)
             policy.reset()
@@ -101,7 +102,7 @@ def trace_checkpoint(checkpoint: Path, episodes: int) -> list[Trace]:
     return traces
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--episodes", type=int, default=64)
@@ -109,10 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     torch.set_num_threads(1)
     report = {"bench": "behaviour", "episodes": args.episodes, "checkpoints": {}}
-    for checkpoint in args.checkpoints:
-        report["checkpoints"][str(checkpoint)] = summarise(trace_checkpoint(checkpoint, args.episodes))
+    try:
+        for checkpoint in args.checkpoints:
+            report["checkpoints"][str(checkpoint)] = summarise(trace_checkpoint(checkpoint, args.episodes))
+    except ValueError as err:  # CheckpointError and ConfigError are ValueErrors
+        print(f"bench.behaviour: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

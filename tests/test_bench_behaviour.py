@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.behaviour import Trace, first_side, summarise
+from bench.behaviour import Trace, first_side, main, summarise
 
 
 def test_first_side_is_the_first_crossing_beyond_the_centre_band() -> None:
@@ -30,3 +30,8 @@ def test_summary_counts_detours_reaches_and_successes() -> None:
     assert summary["reached"] == round(2 / 3, 3)
     assert summary["steps_to_reach"] == 3.5  # median of 3 and 4
     assert summary["steps_to_success"] == 15.0  # median of 10 and 20
+
+
+def test_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys) -> None:
+    assert main([str(tmp_path / "no-such-checkpoint")]) == 2
+    assert "no-such-checkpoint" in capsys.readouterr().err
