@@ -182,7 +182,8 @@ def stack(observations: list[Obs]) -> Obs:
 
 
 def _select(batch: Obs, index: int) -> Obs:
-    return {part: {k: v[index] for k, v in values.items()} for part, values in batch.items()}
+    """Env `index`'s observation, copied: the batch arrays are overwritten in place as envs step."""
+    return {part: {k: v[index].copy() for k, v in values.items()} for part, values in batch.items()}
 
 
 def rollout(vec_env: VectorEnv, policy: BatchPolicy, seeds: list[int]) -> list[Episode]:

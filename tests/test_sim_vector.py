@@ -58,6 +58,25 @@ def test_worker_processes_match_in_process_envs() -> None:
         assert a.onboard["wrist"].shape == (9, 32, 32, 3)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_recorded_episodes_match_a_replay_in_one_env(workers: int) -> None:
+    """Every recorded observation, the first included, is what a lone env shows for the same seed
+    and actions (the batch arrays are overwritten in place, so the record must not share them)."""
+    import sim
+
+    config = TaskConfig(image_size=32, max_episode_steps=6)
+    with VectorEnv("search-pick", 2, config, num_workers=workers) as envs:
+        episodes = rollout(envs, RandomPolicy(5), [4, 5])
+    env = sim.make("search-pick", config)
+    for episode in episodes:
+        obs, _ = env.reset(seed=episode.attrs["seed"])
+        replayed = [obs] + [env.step(action)[0] for action in episode.action]
+        for part in ("onboard", "privileged"):
+            for key, recorded in getattr(episode, part).items():
+                np.testing.assert_array_equal(recorded, np.stack([o[part][key] for o in replayed]))
+    env.close()
+
+
 def test_bad_input_and_closed_env() -> None:
     envs = VectorEnv("blind-pick", 2, TaskConfig(max_episode_steps=3), num_workers=0)
     with pytest.raises(ValueError, match="expected"):
