@@ -28,9 +28,9 @@ class BoardSpec:
     error of the same proportion in hand-eye (intrinsics do not depend on it)."""
 
     squares_x: int = 9  # chessboard squares along the board's width
-    squares_y: int = 6
-    square_length_m: float = 0.03
-    marker_length_m: float = 0.022
+    squares_y: int = 6  # chessboard squares along the board's height
+    square_length_m: float = 0.03  # side of one square, measured on the print
+    marker_length_m: float = 0.022  # side of one ArUco marker, measured on the print
     dictionary: str = "DICT_5X5_100"  # any cv2.aruco.DICT_* name
     legacy_pattern: bool = False  # True for boards made by OpenCV < 4.6 with an even number of rows
 
@@ -87,7 +87,7 @@ class PageConfig:
 
     dpi: int = 300  # of the PNG, about (rounded so a square is whole pixels); the PDF is exact
     paper: Literal["A4", "letter", "fit"] = "A4"  # "fit": a page just the board plus margins
-    margin_mm: float = 10.0
+    margin_mm: float = 10.0  # white margin around the board on the page
 
     def __post_init__(self) -> None:
         if not 72 <= self.dpi <= 1200:

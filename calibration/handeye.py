@@ -60,7 +60,7 @@ class HandEyeConfig:
     camera_frame: str = (
         "camera_optical_frame"  # child frame: OpenCV/ROS optical axes (x right, y down, z ahead)
     )
-    min_poses: int = 5
+    min_poses: int = 5  # robot poses with a detected board needed to fit
     min_rotation_deg: float = 10.0  # the largest rotation between two robot poses must reach this
     min_axis_angle_deg: float = 15.0  # and the rotation axes must differ by this much
     max_rotation_mismatch_deg: float = 2.0  # median |robot rotation - board rotation| over pose pairs

@@ -224,8 +224,8 @@ def edge_blur_px(gray: np.ndarray, points: np.ndarray) -> float:
 class IntrinsicsConfig:
     """`aps-calibrate intrinsics` settings (apart from the input and output paths)."""
 
-    camera_name: str = "camera"
-    min_views: int = 10
+    camera_name: str = "camera"  # camera_name in the camera_info YAML
+    min_views: int = 10  # images with a detected board needed to fit
     k_coefficients: Literal[2, 3] = 2  # radial terms fitted; 2 (k3 fixed at 0) as ROS camera_calibration
     outlier_px: float = 1.0  # views above max(this, 3x the median view error) are dropped, then refit
     views: ViewFilter = field(default_factory=ViewFilter)

@@ -16,12 +16,12 @@ class NetworkConfig:
     image_channels: tuple[int, ...] = (16, 32, 32)  # conv widths; the first conv has stride 2
     image_features: int = 64  # per image key, after the conv stack
     vector_hidden: int = 64  # width of the MLP over all vector keys of one part
-    core: CoreType = "gru"
-    core_hidden: int = 128
+    core: CoreType = "gru"  # the agent state: a recurrent core over the history, or a frame stack
+    core_hidden: int = 128  # width of the recurrent state (or of the frame-stack MLP)
     framestack: int = 4  # frames kept by the "framestack" core (the non-recurrent baseline)
-    head_hidden: int = 128
+    head_hidden: int = 128  # width of the policy, Q and V heads (two hidden layers each)
     policy_modes: int = 5  # Gaussian mixture components of the policy (1: a plain Gaussian)
-    critic_ensemble: int = 2
+    critic_ensemble: int = 2  # Q heads; targets and advantages take their minimum
     drq_pad: int = 2  # DrQ random-shift augmentation, in pixels (0 turns it off)
 
     def __post_init__(self) -> None:
@@ -40,21 +40,21 @@ class NetworkConfig:
 
 @dataclass
 class LearnerConfig:
-    algorithm: Algorithm = "aawr"
+    algorithm: Algorithm = "aawr"  # what the critic sees: history + privileged, privileged, history; bc: none
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    gamma: float = 0.97
+    gamma: float = 0.97  # discount per control step
     expectile: float = 0.8  # tau of the expectile regression of V onto Q
     beta: float = 0.3  # temperature of exp(A / beta)
     # Divide A by its batch standard deviation before weighting, so beta does not depend on the
     # reward scale and the discount (one control step changes a sparse-reward value by ~(1 - gamma)).
     normalize_advantages: bool = False
-    max_weight: float = 100.0
-    weighting: Weighting = "exp"
+    max_weight: float = 100.0  # clip of exp(A / beta), so one lucky advantage cannot swamp a batch
+    weighting: Weighting = "exp"  # offline weights: exp(A / beta), or the indicator 1[A > 0]
     online_weighting: Weighting = "indicator"  # the paper switches to 1[A > 0] online
     target_tau: float = 0.005  # Polyak rate of the target critic
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    grad_clip: float = 10.0
+    actor_lr: float = 3e-4  # Adam step size of the policy
+    critic_lr: float = 3e-4  # Adam step size of the Q ensemble and V
+    grad_clip: float = 10.0  # max global gradient norm, per network
     batch_size: int = 32  # sequences per batch
     seq_len: int = 16  # trained steps per sequence
     burn_in: int = 8  # steps that only warm up the recurrent state

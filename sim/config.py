@@ -29,8 +29,8 @@ class TaskConfig:
     max_episode_steps: int = 50  # control steps, then `truncated`
     reward: RewardType | None = None  # None: the task's own default (dense for blind-pick, shelf-search)
     action_mode: ActionMode = "ee"  # "ee": end-effector deltas through IK; "joint": joint-position deltas
-    control_hz: float = 10.0
-    terminate_on_success: bool = True
+    control_hz: float = 10.0  # control steps per second of simulated time
+    terminate_on_success: bool = True  # end the episode at the first success
     randomize: bool = True  # colours, lighting, camera pose jitter (object poses are always random)
     camera_fovy: float = 50.0  # degrees, the wrist camera
     camera_jitter_pos: float = 0.01  # metres, per reset, when `randomize`

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 import sim
-from apsconfig import ConfigError, load_config, save_config
+from apsconfig import ConfigError, config_help, load_config, save_config
 from policies.checkpoint import PolicyRunner, save_checkpoint
 from policies.config import ActionSampling, Algorithm, LearnerConfig
 from policies.episodes import Episode, EpisodeDataset
@@ -43,23 +43,25 @@ ONLINE_SEED_OFFSET = 2_000_000
 
 @dataclass
 class PretrainConfig:
-    task: str = "search-pick"
+    task: str = "search-pick"  # one of sim.TASK_NAMES
+    # trained on the same demos and budget
     algorithms: list[Algorithm] = field(default_factory=lambda: ["aawr", "awr", "bc"])
+    # one run per seed and algorithm: its own demos and initialisation
     seeds: list[int] = field(default_factory=lambda: [0])
     env: TaskConfig = field(default_factory=TaskConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
-    num_demos: int = 100
+    num_demos: int = 100  # scripted demonstrations per seed, successful or not
     learner: LearnerConfig = field(default_factory=LearnerConfig)
-    offline_updates: int = 2000
+    offline_updates: int = 2000  # gradient updates on the demos before any online round
     online_rounds: int = 0  # each round: one batch of episodes in the vectorised sims, then updates
     updates_per_step: float = 0.25  # online gradient updates per environment step collected
-    num_envs: int = 8
-    num_workers: int = 2
-    eval_episodes: int = 32
+    num_envs: int = 8  # sims stepped together by one batched policy
+    num_workers: int = 2  # processes that hold the sims (0: all in this process)
+    eval_episodes: int = 32  # held-out episodes per evaluation
     eval_every: int = 500  # updates between evaluations (the learning curve)
     eval_sampling: ActionSampling = "component"  # how the evaluated policy picks actions (ActionMixture.act)
     explore_sampling: ActionSampling = "full"  # how the online rollouts pick actions
-    out_dir: str = "runs"
+    out_dir: str = "runs"  # each run writes a time-stamped folder here
 
     def __post_init__(self) -> None:
         if self.task not in sim.TASK_NAMES:
@@ -291,7 +293,12 @@ def preload_tcmalloc(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="aps-pretrain", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="aps-pretrain",
+        description=__doc__.split("\n\n")[0],
+        epilog=config_help(PretrainConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--preset", choices=sorted(p.stem for p in PRESETS.glob("*.yaml")), default="quick")
     parser.add_argument("--config", type=Path, help="a YAML file of PretrainConfig, instead of a preset")
     parser.add_argument(
