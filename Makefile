@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 export MUJOCO_GL ?= egl
-# tcmalloc makes CPU training about 3x faster; used when the library is present.
-TCMALLOC = $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
+# tcmalloc makes CPU training about 3x faster; preloaded when present (policies/runtime.py finds it,
+# after `setup` has made the venv: recipes expand when they run).
+TCMALLOC = $(shell $(VENV)/python -m policies.runtime tcmalloc-path)
 RUN = LD_PRELOAD=$(TCMALLOC) $(VENV)
 
 .PHONY: setup demo test lint bench

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import sim
 from apsconfig import load_config
 from policies.checkpoint import load_policy
+from policies.runtime import set_torch_threads
 from sim.config import TaskConfig
-from sim.pretrain import EVAL_SEED_OFFSET
+from sim.seeds import held_out_seed
 from sim.view import trained_task_settings
 
 OFF_CENTRE = 0.05  # metres off the centre line in y: where a side counts as chosen
@@ -77,7 +77,7 @@ def summarise(traces: list[Trace]) -> dict:
 
 
 def trace_checkpoint(checkpoint: Path, episodes: int) -> list[Trace]:
-    policy = load_policy(checkpoint, seed=EVAL_SEED_OFFSET)
+    policy = load_policy(checkpoint, seed=held_out_seed(0))
     task = policy.card.task
     config = load_config(TaskConfig, trained_task_settings(checkpoint, policy))
     env = sim.make(task, config)
@@ -86,7 +86,7 @@ def trace_checkpoint(checkpoint: Path, episodes: int) -> list[Trace]:
         if not hasattr(env, "object_pos"):
             raise ValueError(f"{checkpoint}: task {task} has no cube to reach (pick tasks only)")
         for index in range(episodes):
-            obs, _ = env.reset(seed=EVAL_SEED_OFFSET + index)
+            obs, _ = env.reset(seed=held_out_seed(index))
             policy.reset()
             cube_xy, grasp_xy, success_step = env.object_pos()[:2], [], None
             for step in range(1, env.max_episode_steps + 1):
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=64)
     args = parser.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(1)
+    set_torch_threads("act")
     report = {"bench": "behaviour", "episodes": args.episodes, "checkpoints": {}}
     try:
         for checkpoint in args.checkpoints:

@@ -16,7 +16,6 @@ import platform
 import time
 
 import numpy as np
-import torch
 
 import sim
 from apsconfig import load_config
@@ -24,6 +23,7 @@ from policies.checkpoint import PolicyRunner
 from policies.learner import Learner
 from policies.networks import ObsSpec
 from policies.replay import SequenceReplay
+from policies.runtime import set_torch_threads
 from sim.pretrain import PRESETS, PretrainConfig
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     cfg = load_config(PretrainConfig, PRESETS / f"{args.preset}.yaml")
-    torch.set_num_threads(2)
+    set_torch_threads("train")
     demos = sim.collect_demos(cfg.task, 8, seed=0, task_config=cfg.env, demo_config=cfg.demo)
     spec = ObsSpec.from_episode(demos[0])
     rng = np.random.default_rng(0)
@@ -54,7 +54,7 @@ def main() -> None:
             learner.update(batch)
         updates_per_s[algorithm] = round(args.updates / (time.perf_counter() - start), 2)
 
-    torch.set_num_threads(1)  # as in the policy node: one thread, the other core serves the camera
+    set_torch_threads("act")  # as in the policy node
     runner = PolicyRunner.from_learner(learner, cfg.task)
     runner.reset()
     latencies = []

@@ -19,10 +19,9 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
 from apsconfig import load_config
 from policies.metrics import wilson_interval
+from policies.runtime import set_torch_threads
 from sim.pretrain import PRESETS, PretrainConfig, RunResult, run
 
 
@@ -74,7 +73,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value settings for every run")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
-    torch.set_num_threads(2)
+    set_torch_threads("train")
     report: dict = {"bench": "learning", "preset": args.preset, "machine": f"{platform.machine()}, "
                     f"{os.cpu_count()} cores", "tasks": {}}  # fmt: skip
     for task in args.tasks:

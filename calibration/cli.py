@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apsconfig import ConfigError, load_config
+from apsconfig import ConfigError, config_help, load_config
 from calibration.board import BoardSpec, PageConfig, write_board
 from calibration.camera_info import CameraInfo, read_camera_info, write_camera_info
 from calibration.errors import CalibrationError
@@ -51,18 +51,27 @@ class BoardCommandConfig:
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return argparse.ArgumentParser(prog=f"{PROG} {name}", description=summary)
+    def command(name: str, summary: str, settings: type) -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(
+            prog=f"{PROG} {name}",
+            description=summary,
+            epilog=config_help(settings),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    board = command("board", "printable ChArUco board (PNG, PDF) and its spec (YAML)")
+    board = command("board", "printable ChArUco board (PNG, PDF) and its spec (YAML)", BoardCommandConfig)
     board.add_argument("--out", type=Path, default=Path("board"), help="path stem: writes .png, .pdf, .yaml")
 
-    intrinsics = command("intrinsics", "camera matrix and distortion from board images -> ROS camera_info")
+    intrinsics = command(
+        "intrinsics", "camera matrix and distortion from board images -> ROS camera_info", IntrinsicsConfig
+    )
     intrinsics.add_argument("--images", type=Path, required=True, help="folder of board images")
     intrinsics.add_argument("--board", type=Path, required=True, help="board spec YAML from `board`")
     intrinsics.add_argument("--out", type=Path, default=Path("camera_info.yaml"), help="ROS camera_info YAML")
 
-    handeye = command("handeye", "camera pose in the gripper (eye-in-hand) or base (eye-to-hand) frame")
+    handeye = command(
+        "handeye", "camera pose in the gripper (eye-in-hand) or base (eye-to-hand) frame", HandEyeConfig
+    )
     handeye.add_argument("--mode", choices=("eye-in-hand", "eye-to-hand"), required=True)
     handeye.add_argument("--images", type=Path, required=True, help="folder of the images named in --poses")
     handeye.add_argument("--poses", type=Path, required=True, help="robot poses, YAML or CSV (see README)")

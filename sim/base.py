@@ -13,6 +13,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from sim.actions import checked_action
 from sim.config import RewardType, TaskConfig
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, ik, scene_xml
 
@@ -68,6 +69,8 @@ class ArmEnv(gym.Env):
         self._joint_high = self.model.jnt_range[[self.model.joint(n).id for n in ARM_JOINTS], 1]
         self._grasp_site = self.model.site("grasp").id
         self._finger_geoms = (self.model.geom("finger_left").id, self.model.geom("finger_right").id)
+        base = self.model.body("base").id
+        self._robot_bodies = np.flatnonzero(self.model.body_rootid == self.model.body_rootid[base])
         self._nominal = {
             name: getattr(self.model, name).copy()
             for name in ("cam_pos", "cam_quat", "light_dir", "light_diffuse", "mat_rgba", "geom_rgba")
@@ -142,7 +145,7 @@ class ArmEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if not self._started:
             raise RuntimeError(f"{self.task_name}: call reset() before step()")
-        self._apply_action(self._check_action(action))
+        self._apply_action(checked_action(self.task_name, action, self.action_space))
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)
         self.steps += 1
         success = bool(self._success())
@@ -160,20 +163,6 @@ class ArmEnv(gym.Env):
         self._renderers.clear()
 
     # --- shared machinery ---------------------------------------------------------------------
-    def _check_action(self, action: Any) -> np.ndarray:
-        """Fail clearly before MuJoCo sees a bad action; out-of-range values are clipped."""
-        try:
-            array = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{self.task_name}: action is not a numeric array: {action!r}") from err
-        if array.shape != self.action_space.shape:
-            raise ValueError(
-                f"{self.task_name}: action must have shape {self.action_space.shape}, got {array.shape}"
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{self.task_name}: action holds NaN or inf: {array}")
-        return np.clip(array, -1.0, 1.0)
-
     def _ik(self) -> np.ndarray:
         top_down = self.ee_pitch <= -np.pi / 2 + 1e-6
         return ik(self.ee_pos, self.ee_pitch, self.ee_yaw if top_down else None).qpos
@@ -223,6 +212,12 @@ class ArmEnv(gym.Env):
         pairs = np.stack([contacts.geom1, contacts.geom2], axis=1)[: self.data.ncon]
         hits = pairs[(pairs == geom).any(axis=1)].ravel()
         return bool(np.isin(self._finger_geoms[0], hits)), bool(np.isin(self._finger_geoms[1], hits))
+
+    def self_contacts(self) -> int:
+        """Contacts between two of the robot's own geoms: always 0 (its links never touch each other)."""
+        contacts = self.data.contact
+        bodies = self.model.geom_bodyid[np.stack([contacts.geom1, contacts.geom2])[:, : self.data.ncon]]
+        return int(np.count_nonzero(np.all(np.isin(bodies, self._robot_bodies), axis=0)))
 
     def _randomize_appearance(self, rng: np.random.Generator) -> None:
         """Lighting, table colour and camera pose jitter (tasks add their objects' colours)."""

@@ -20,9 +20,8 @@ from sim.base import ANGLE_STEP, EE_STEP, JOINT_STEP, ArmEnv
 from sim.config import DemoConfig, TaskConfig
 from sim.pick import CUBE_HALF, LIFT, PickEnv, SearchPickEnv
 from sim.scene import ik, wrap_angle
+from sim.seeds import demo_seed
 from sim.shelf import NUM_PLACES, ShelfSearchEnv, place_centre
-
-DEMO_SEED_OFFSET = 1_000_000_000  # demo env seeds: OFFSET + seed * 1e6 + index, apart from other uses
 
 
 class _Scripted:
@@ -136,10 +135,6 @@ class PickDemonstrator(_Scripted):
             self.phase, self.closed_steps, self.belief_error = "approach", 0, np.zeros(3)
             return here, yaw, -1.0
         return np.append(here[:2], CUBE_HALF + LIFT + 0.1), yaw, 1.0
-
-
-def demo_seed(seed: int, index: int) -> int:
-    return DEMO_SEED_OFFSET + seed * 1_000_000 + index
 
 
 def run_episode(env: gym.Env, demonstrator: Any, env_seed: int, attrs: dict[str, Any]) -> Episode:

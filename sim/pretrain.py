@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 import sim
@@ -33,12 +32,12 @@ from policies.learner import Learner, NonFiniteLossError
 from policies.metrics import wilson_interval
 from policies.networks import ObsSpec
 from policies.replay import SequenceBatch, SequenceReplay, sample_mixed
+from policies.runtime import relaunch_with_tcmalloc, set_torch_threads
 from sim.config import DemoConfig, TaskConfig
+from sim.seeds import online_seed, validation_seed
 from sim.vector import VectorEnv, rollout
 
 PRESETS = Path(__file__).parent / "presets"
-EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap demo or training seeds
-ONLINE_SEED_OFFSET = 2_000_000
 
 
 @dataclass
@@ -110,10 +109,10 @@ def evaluate(
     learner: Learner, envs: VectorEnv, task: str, episodes: int, sampling: ActionSampling
 ) -> tuple[int, int]:
     """The policy on fixed evaluation seeds, with fixed action draws: (successes, trials)."""
-    policy = RolloutPolicy(PolicyRunner.from_learner(learner, task, sampling, seed=EVAL_SEED_OFFSET))
+    policy = RolloutPolicy(PolicyRunner.from_learner(learner, task, sampling, seed=validation_seed(0)))
     successes = 0
     for start in range(0, episodes, envs.num_envs):
-        seeds = [EVAL_SEED_OFFSET + s for s in range(start, min(start + envs.num_envs, episodes))]
+        seeds = [validation_seed(s) for s in range(start, min(start + envs.num_envs, episodes))]
         successes += sum(e.success for e in rollout(envs, policy, seeds))
     return successes, episodes
 
@@ -173,10 +172,7 @@ def train_one(
 
         explore = RolloutPolicy(PolicyRunner.from_learner(learner, cfg.task, cfg.explore_sampling, seed=seed))
         for round_index in range(cfg.online_rounds):
-            seeds = [
-                ONLINE_SEED_OFFSET + seed * 100_000 + round_index * cfg.num_envs + i
-                for i in range(cfg.num_envs)
-            ]
+            seeds = [online_seed(seed, round_index * cfg.num_envs + i) for i in range(cfg.num_envs)]
             episodes = rollout(envs, explore, seeds)
             online_replay.extend(episodes)
             steps = sum(len(e) for e in episodes)
@@ -278,19 +274,6 @@ def run(cfg: PretrainConfig) -> tuple[list[RunResult], Path]:
     return results, run_dir
 
 
-def preload_tcmalloc(argv: list[str]) -> None:
-    """Re-run this process with tcmalloc preloaded when the library is there: CPU training is ~3x faster."""
-    if os.environ.get("APS_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
-        return
-    for lib in (
-        "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-        "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
-    ):
-        if Path(lib).exists():
-            env = {**os.environ, "LD_PRELOAD": lib, "APS_NO_TCMALLOC": "1"}
-            os.execve(sys.executable, [sys.executable, "-m", "sim.pretrain", *argv], env)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
@@ -305,14 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*", help="key=value settings, e.g. task=camouflage-pick seeds=[0,1]"
     )
     args = parser.parse_args(argv)
-    preload_tcmalloc(argv)
+    relaunch_with_tcmalloc("sim.pretrain", argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         cfg = load_config(PretrainConfig, args.config or PRESETS / f"{args.preset}.yaml", args.overrides)
     except (ConfigError, ValueError) as err:
         print(f"aps-pretrain: {err}", file=sys.stderr)
         return 2
-    torch.set_num_threads(2)
+    set_torch_threads("train")
     run(cfg)
     return 0
 

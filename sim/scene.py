@@ -57,8 +57,15 @@ def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: floa
     <geom solref="0.004 1" solimp="0.95 0.99 0.001"/>
     <joint armature="0.05" damping="1.0"/>
     <position kp="400" dampratio="1"/>
-    <default class="finger">
-      <geom friction="1.5 0.02 0.001" condim="4" rgba="0.15 0.15 0.17 1"/>
+    <!-- The robot's links collide with the world (table, objects) but not with each other:
+         contype 2 & conaffinity 1 never match between two robot geoms, always with a world geom
+         (contype 1). A real arm's controller keeps its own links apart; MuJoCo's parent-child
+         exclusion alone let the hand rest on the forearm when the wrist folds (shelf-search). -->
+    <default class="robot">
+      <geom contype="2" conaffinity="1"/>
+      <default class="finger">
+        <geom friction="1.5 0.02 0.001" condim="4" rgba="0.15 0.15 0.17 1"/>
+      </default>
     </default>
     <default class="visual">
       <geom contype="0" conaffinity="0" group="1"/>
@@ -85,7 +92,7 @@ def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: floa
           class="visual"/>
     <camera name="side" pos="{fmt(SIDE_CAMERA_POS)}" xyaxes="{side}" fovy="{side_fovy}"/>
     {cameras}
-    <body name="base">
+    <body name="base" childclass="robot">
       <geom type="cylinder" size="0.08 0.03" pos="0 0 0.03" material="joint"/>
       <body name="turret" pos="0 0 0.06" gravcomp="1">
         <joint name="base_yaw" axis="0 0 1" range="-2.5 2.5"/>
@@ -140,16 +147,6 @@ def scene_xml(objects: str, assets: str = "", cameras: str = "", side_fovy: floa
     <position name="gripper" joint="finger_left" ctrlrange="0 {FINGER_OPEN}" kp="300"
               forcerange="-8 8"/>
   </actuator>
-  <contact>
-    <exclude body1="hand" body2="finger_left"/>
-    <exclude body1="hand" body2="finger_right"/>
-    <exclude body1="finger_left" body2="finger_right"/>
-    <exclude body1="base" body2="turret"/>
-    <exclude body1="turret" body2="upper_arm"/>
-    <exclude body1="upper_arm" body2="forearm"/>
-    <exclude body1="forearm" body2="wrist"/>
-    <exclude body1="wrist" body2="hand"/>
-  </contact>
 </mujoco>
 """
 

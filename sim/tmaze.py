@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sim.actions import checked_action
 from sim.config import DemoConfig, TaskConfig
 
 
@@ -52,12 +53,7 @@ class TMazeEnv(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"tmaze: action must have shape {self.action_space.shape}, got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"tmaze: action holds NaN or inf: {action}")
-        move, side = np.clip(action, -1.0, 1.0)
+        move, side = checked_action(self.task_name, action, self.action_space)
         self.steps += 1
         success = turned = False
         if move >= 0 and self.position == self.junction:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, get_args
 import numpy as np
 import yaml
 
-from apsconfig import ConfigError, load_config
+from apsconfig import ConfigError, config_help, load_config
 from policies.config import ActionSampling
 from sim.config import DemoConfig, TaskConfig
 
@@ -106,7 +106,12 @@ def save(frames: list[list[np.ndarray]], out: Path, fps: float, strip_frames: in
 def main(argv: list[str] | None = None) -> int:
     import sim
 
-    parser = argparse.ArgumentParser(prog="aps-sim-view", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="aps-sim-view",
+        description=__doc__.split("\n\n")[0],
+        epilog=config_help(TaskConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("task", help=f"one of: {', '.join(sim.TASK_NAMES)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cameras", default="wrist,side", help="comma-separated camera names")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 
 import numpy as np
@@ -132,8 +131,28 @@ def test_critic_losses_match_hand_computation(episodes: list[Episode]) -> None:
 # --- the actor never sees privileged data --------------------------------------------------------
 
 
-def test_actor_signature_has_no_privileged_input() -> None:
-    assert list(inspect.signature(Actor.forward).parameters) == ["self", "onboard", "state", "augment"]
+def test_actor_loss_ignores_privileged_values_when_the_weights_are_fixed(episodes: list[Episode]) -> None:
+    """BC's weights are 1: its actor loss may move with onboard inputs only, never privileged ones."""
+    learner = Learner(ObsSpec.from_episode(episodes[0]), small_config("bc"), seed=0)
+    replay = SequenceReplay(5, 3)
+    replay.extend(episodes)
+    data = batch_to_torch(replay.sample(4, np.random.default_rng(0)))
+
+    def actor_loss(batch: dict) -> float:
+        torch.manual_seed(1)  # the same DrQ shifts every time
+        return learner.losses(batch)[0]["actor"].item()
+
+    reference = actor_loss(data)
+    noisy_privileged = {
+        **data,
+        "privileged": {"object_pos": torch.randn_like(data["privileged"]["object_pos"])},
+    }
+    assert actor_loss(noisy_privileged) == reference
+    noisy_onboard = {
+        **data,
+        "onboard": {**data["onboard"], "trace": torch.randn_like(data["onboard"]["trace"])},
+    }
+    assert actor_loss(noisy_onboard) != reference  # the check can fail
 
 
 def test_no_gradient_from_privileged_into_the_actor(episodes: list[Episode]) -> None:
@@ -228,9 +247,15 @@ def test_sampler_never_crosses_an_episode(episodes: list[Episode]) -> None:
         trained = batch.mask[b] > 0
         assert trained.any() and np.all(steps[:-1][trained] < len(episode))
         assert np.array_equal(batch.action[b][trained], episode.action[steps[:-1][trained].astype(int)])
-    # Every transition can be trained, including the first step of an episode and the last.
-    starts = {(e, int(s)) for e, s in zip(batch.episode, trace[:, 0, 1], strict=True)}
-    assert (3, 0) in starts
+    # Every transition is trained by some window, the first step of each episode and its last included.
+    trained_steps = {
+        (int(e), int(step))
+        for e, steps, mask in zip(batch.episode, trace[:, :-1, 1], batch.mask, strict=True)
+        for step in steps[mask > 0]
+    }
+    for index, episode in enumerate(episodes):
+        assert {(index, 0), (index, len(episode) - 1)} <= trained_steps, index
+        assert {step for e, step in trained_steps if e == index} == set(range(len(episode)))
 
 
 def test_sample_mixed_takes_the_demo_fraction(episodes: list[Episode]) -> None:

@@ -35,6 +35,21 @@ def test_demonstrators_reach_their_stated_success_rate(task: str) -> None:
     assert np.mean([len(e) for e in noisy_episodes]) > np.mean([len(e) for e in episodes])
 
 
+@pytest.mark.parametrize("task", [t for t in sim.TASK_NAMES if t != "tmaze"])
+def test_no_demo_step_is_in_self_contact(task: str) -> None:
+    env = sim.make(task, FAST)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        demonstrator = sim.make_demonstrator(env, SUBOPTIMAL, seed)
+        demonstrator.reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(demonstrator.act(obs))
+            assert env.self_contacts() == 0, f"{task} seed {seed} step {env.steps}"
+            done = terminated or truncated
+    env.close()
+
+
 def test_demo_episodes_follow_the_episode_format(tmp_path) -> None:
     episodes = sim.collect_demos("search-pick", 3, seed=4, task_config=FAST)
     for episode in episodes:

@@ -54,11 +54,19 @@ def test_observation_parts_are_disjoint_and_match_the_spaces() -> None:
     assert env.observation_space.contains(obs)
 
 
-@pytest.mark.parametrize("bad", [np.zeros(3), np.array([np.nan, 0.0]), np.array([0.0, np.inf])])
-def test_bad_actions_are_refused(bad: np.ndarray) -> None:
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros(3), r"shape \(2,\)"),
+        (np.array([np.nan, 0.0]), "NaN or inf"),
+        (np.array([0.0, np.inf]), "NaN or inf"),
+        ("left", "not a numeric array"),
+    ],
+)
+def test_bad_actions_are_refused_as_the_arm_tasks_refuse_them(bad: object, message: str) -> None:
     env = TMazeEnv()
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="tmaze: action"):
+    with pytest.raises(ValueError, match=f"tmaze: action .*{message}"):
         env.step(bad)
 
 
