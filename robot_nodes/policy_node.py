@@ -32,6 +32,7 @@ from robot_nodes.messages import (
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.policy_core import PolicyCore, PolicyNodeConfig, WeightsError
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
+from robot_nodes.weights_topic import WEIGHTS_TOPIC
 
 MESSAGE_TYPES = {"image": Image, "joint_state": JointState, "vectors": Float32MultiArray}
 
@@ -46,7 +47,7 @@ class PolicyNode(Node):
         for topic, kind in self.core.topic_kinds.items():
             self.create_subscription(MESSAGE_TYPES[kind], topic, partial(self.on_frame, topic), sensors)
         self.create_subscription(String, "episode_events", self.on_episode_event, latched_qos(depth=10))
-        self.create_subscription(UInt8MultiArray, "policy_weights", self.on_weights, latched_qos())
+        self.create_subscription(UInt8MultiArray, WEIGHTS_TOPIC, self.on_weights, latched_qos())
         self.actions = self.create_publisher(Float32MultiArray, "action", command_qos())
         if self.config.act_on == "timer":
             self.create_timer(1.0 / self.config.control_hz, self.tick)
