@@ -295,7 +295,15 @@ def leaves(config: Any, prefix: str = "") -> Iterator[Leaf]:
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> its comment in the class source (the trailing comment, else the comment block
-    just above it). Empty when the source is not available (e.g. a frozen application)."""
+    just above it), inherited fields included. Empty when the source is not available."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs |= {name: doc for name, doc in _own_field_docs(klass).items() if doc}
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):

@@ -16,6 +16,7 @@ import platform
 import time
 
 import numpy as np
+import torch
 
 import sim
 from apsconfig import load_config
@@ -45,7 +46,8 @@ def main() -> None:
 
     updates_per_s = {}
     for algorithm in ("aawr", "aawr-state", "awr", "bc"):
-        learner = Learner(spec, dataclasses.replace(lc, algorithm=algorithm), seed=0)
+        torch.manual_seed(0)
+        learner = Learner(spec, dataclasses.replace(lc, algorithm=algorithm))
         batches = [replay.sample(lc.batch_size, rng) for _ in range(args.updates + 2)]
         for batch in batches[:2]:  # warm-up: allocator and kernels
             learner.update(batch)

@@ -32,7 +32,7 @@ def make_checkpoint(folder: Path) -> Path:
     obs, _ = env.reset(seed=0)
     spec = ObsSpec.from_arrays(obs["onboard"], obs["privileged"], env.action_space.shape[0])
     env.close()
-    return save_checkpoint(Learner(spec, LearnerConfig(algorithm="bc"), seed=0), folder, "search-pick", 1)
+    return save_checkpoint(Learner(spec, LearnerConfig(algorithm="bc")), folder, "search-pick", 1)
 
 
 def train_forever() -> None:

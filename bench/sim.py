@@ -30,7 +30,7 @@ class RandomPolicy:
         self.action_dim = action_dim
         self.rng = np.random.default_rng(0)
 
-    def reset(self, num_envs: int) -> None:
+    def reset(self, num_envs: int, seeds: list[int] | None = None) -> None:
         self.num_envs = num_envs
 
     def act(self, obs: dict) -> np.ndarray:
@@ -75,7 +75,7 @@ def gymnasium_async(task: str, config: TaskConfig, steps: int, num_envs: int) ->
         context="spawn",  # forked children deadlock on the parent's EGL context
     )
     policy = RandomPolicy(envs.single_action_space.shape[0])
-    policy.reset(num_envs)
+    policy.reset(num_envs, [])
 
     def one_episode_each(seed: int) -> int:
         envs.reset(seed=list(range(seed, seed + num_envs)))

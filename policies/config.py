@@ -48,6 +48,9 @@ class LearnerConfig:
     # Divide A by its batch standard deviation before weighting, so beta does not depend on the
     # reward scale and the discount (one control step changes a sparse-reward value by ~(1 - gamma)).
     normalize_advantages: bool = False
+    # Least std(A) that normalisation divides by, in reward units: a flat critic's tiny advantages stay
+    # tiny (weights near 1, as BC) instead of being blown up into noise.
+    advantage_scale_floor: float = 1e-3
     max_weight: float = 100.0  # clip of exp(A / beta), so one lucky advantage cannot swamp a batch
     weighting: Weighting = "exp"  # offline weights: exp(A / beta), or the indicator 1[A > 0]
     online_weighting: Weighting = "indicator"  # the paper switches to 1[A > 0] online
@@ -58,7 +61,6 @@ class LearnerConfig:
     batch_size: int = 32  # sequences per batch
     seq_len: int = 16  # trained steps per sequence
     burn_in: int = 8  # steps that only warm up the recurrent state
-    demo_fraction: float = 0.5  # share of demo sequences in online batches
     # The privileged keys the critic sees (None: all). A key that reveals the outcome of what the
     # agent has not yet observed (the T-maze's goal) lets the critic credit lucky guesses; a key
     # that summarises what the agent could know (its belief) spares the critic learning memory.
@@ -77,8 +79,8 @@ class LearnerConfig:
             raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
         if self.batch_size < 1 or self.seq_len < 1 or self.burn_in < 0:
             raise ValueError("batch_size and seq_len must be >= 1 and burn_in >= 0")
-        if not 0.0 <= self.demo_fraction <= 1.0:
-            raise ValueError(f"demo_fraction must lie in [0, 1], got {self.demo_fraction}")
+        if self.advantage_scale_floor <= 0:
+            raise ValueError(f"advantage_scale_floor must be > 0, got {self.advantage_scale_floor}")
         if self.critic_privileged_keys is not None and not self.critic_privileged_keys:
             raise ValueError("critic_privileged_keys must name at least one key (or be null for all)")
 

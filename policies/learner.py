@@ -7,8 +7,12 @@ For a window of onboard observations o, privileged signals i and actions a (see 
     Q loss   = E[ sum_k (r_t + gamma (1 - d_t) V(z_{t+1}) - Q_k(z_t, a_t))^2 ]  (TD onto V of the next step)
     A_t      = min_k Q'_k(z_t, a_t) - V(z_t)                                    (Q' = Polyak target critic)
     w_t      = min(exp(A_t / beta), max_weight)   or   1[A_t > 0]              (BC: w_t = 1)
-               (A_t / std(A) over the batch in place of A_t, with `normalize_advantages`)
+               (A_t / max(std(A), floor) over the batch in place of A_t, with `normalize_advantages`)
     pi loss  = -E[ w_t log pi(a_t | o_0..t) ]                                   (the actor sees onboard only)
+
+Logged per update (tags grouped by kind, as CleanRL and robomimic group them): losses/*, critic/*,
+advantage/* (raw, before normalisation) and weights/*, with weights/ess the effective sample size
+(sum w)^2 / (N sum w^2) of the actor's weights: near 1 every step counts, near 0 a few steps rule.
 """
 
 from __future__ import annotations
@@ -47,12 +51,19 @@ def masked_std(x: Tensor, mask: Tensor) -> Tensor:
     return masked_mean((x - masked_mean(x, mask)).pow(2), mask).sqrt()
 
 
-def normalized(advantage: Tensor, mask: Tensor) -> Tensor:
-    """A / std(A) over the trained steps of the batch (the sign, hence 1[A > 0], is unchanged).
-    With fewer than two trained steps there is no spread to measure: A is returned as it is."""
+def normalized(advantage: Tensor, mask: Tensor, floor: float) -> Tensor:
+    """A / max(std(A), floor) over the trained steps of the batch (the sign, hence 1[A > 0], is
+    unchanged). The floor keeps a flat critic's noise from being blown up into large weights. With
+    fewer than two trained steps there is no spread to measure: A is returned as it is."""
     if mask.sum() < 2:
         return advantage
-    return advantage / (masked_std(advantage, mask) + 1e-6)
+    return advantage / masked_std(advantage, mask).clamp(min=floor)
+
+
+def effective_sample_size(weights: Tensor, mask: Tensor) -> Tensor:
+    """(sum w)^2 / (N sum w^2) over the trained steps, in (0, 1]."""
+    w = weights * mask
+    return w.sum().pow(2) / (mask.sum() * w.pow(2).sum()).clamp(min=1e-12)
 
 
 def batch_to_torch(batch: SequenceBatch, device: torch.device | str = "cpu") -> dict:
@@ -73,15 +84,19 @@ def batch_to_torch(batch: SequenceBatch, device: torch.device | str = "cpu") -> 
 
 
 class Learner:
-    def __init__(self, spec: ObsSpec, config: LearnerConfig, seed: int = 0) -> None:
-        torch.manual_seed(seed)
+    """Networks, optimizers and one update. Initial weights come from torch's global generator: seed
+    it in the entry point (a node that builds a learner must not reseed its process)."""
+
+    def __init__(self, spec: ObsSpec, config: LearnerConfig, device: torch.device | str = "cpu") -> None:
         self.spec, self.config = spec, config
+        self.device = torch.device(device)
         self.weighting: Weighting = config.weighting
-        self.actor = Actor(spec, config.network)
+        self.actor = Actor(spec, config.network).to(self.device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic: Critic | None = None
         if config.uses_critic:
             self.critic = Critic(spec, config.network, config.algorithm, config.critic_privileged_keys)
+            self.critic.to(self.device)
             self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.updates = 0
@@ -105,11 +120,10 @@ class Learner:
         if self.critic is None:  # BC: unit weights
             weights = torch.ones_like(mask)
         else:
-            z = self.critic.features(onboard, privileged, self.critic.initial_state(size), augment=True)
+            state = self.critic.initial_state(size).to(self.device)
+            z = self.critic.features(onboard, privileged, state, augment=True)
             with torch.no_grad():
-                z_target = self.target_critic.features(
-                    onboard, privileged, self.target_critic.initial_state(size)
-                )
+                z_target = self.target_critic.features(onboard, privileged, state)
                 q_target = self.target_critic.q_values(z_target[:, :-1], action).min(dim=0).values
             value = self.critic.value(z[:, :-1])
             next_value = self.critic.value(z[:, 1:]).detach()
@@ -121,29 +135,35 @@ class Learner:
             losses["critic"] = value_loss + q_loss
 
             advantage = (q_target - value).detach()
-            metrics.update(
-                value_loss=value_loss.item(),
-                q_loss=q_loss.item(),
-                q_mean=masked_mean(q_target, mask).item(),
-                advantage_mean=masked_mean(advantage, mask).item(),  # raw, before any normalisation
-                advantage_std=masked_std(advantage, mask).item(),
-                advantage_positive=masked_mean((advantage > 0).float(), mask).item(),
-            )
+            metrics.update({
+                "losses/value": value_loss.item(),
+                "losses/q": q_loss.item(),
+                "critic/q_mean": masked_mean(q_target, mask).item(),
+                "critic/v_mean": masked_mean(value.detach(), mask).item(),
+                "advantage/mean": masked_mean(advantage, mask).item(),  # raw, before any normalisation
+                "advantage/std": masked_std(advantage, mask).item(),
+                "advantage/positive": masked_mean((advantage > 0).float(), mask).item(),
+            })  # fmt: skip
             if cfg.normalize_advantages:
-                advantage = normalized(advantage, mask)
+                advantage = normalized(advantage, mask, cfg.advantage_scale_floor)
             weights = advantage_weights(advantage, self.weighting, cfg.beta, cfg.max_weight)
 
         # The actor gets the onboard part only; the privileged signal reaches it solely through the
         # (detached) weights.
         acting_steps = {k: v[:, :-1] for k, v in onboard.items()}  # the last observation has no action
-        dist, _ = self.actor(acting_steps, self.actor.initial_state(size), augment=True)
+        dist, _ = self.actor(acting_steps, self.actor.initial_state(size).to(self.device), augment=True)
         log_prob = dist.log_prob(action)
         losses["actor"] = -masked_mean(weights * log_prob, mask)
-        metrics.update(actor_loss=losses["actor"].item(), weight_mean=masked_mean(weights, mask).item())
+        metrics.update({
+            "losses/actor": losses["actor"].item(),
+            "weights/mean": masked_mean(weights, mask).item(),
+            "weights/max": (weights * mask).max().item(),
+            "weights/ess": effective_sample_size(weights, mask).item(),
+        })  # fmt: skip
         return losses, metrics
 
     def update(self, batch: SequenceBatch) -> dict[str, float]:
-        losses, metrics = self.losses(batch_to_torch(batch))
+        losses, metrics = self.losses(batch_to_torch(batch, self.device))
         bad = [name for name, loss in losses.items() if not torch.isfinite(loss)]
         if bad:
             raise NonFiniteLossError(

@@ -286,26 +286,45 @@ class ActionMixture(torch.distributions.MixtureSameFamily):
     """A Gaussian mixture over actions (as robomimic's GMM heads): demos that search left or right
     are two modes, whose average, a single Gaussian's mean, would not move at all."""
 
-    def act(self, sampling: ActionSampling, generator: torch.Generator | None = None) -> Tensor:
+    def act(
+        self, sampling: ActionSampling, generator: torch.Generator | Sequence[torch.Generator] | None = None
+    ) -> Tensor:
         """One action per batch entry:
 
         mode       the mean of the most likely component (deterministic)
         component  draw a component, act at its mean (robomimic's low-noise evaluation): a choice
                    between modes stays a choice, the noise within a mode goes
         full       a sample of the whole mixture (exploration)
+
+        Draws come from `generator`, or, given one generator per batch entry (the first axis), each
+        entry's from its own: its actions then do not depend on what shares the batch. Draws are
+        made on the CPU (where generators live), whatever the device.
         """
         probs = self.mixture_distribution.probs
+        normal = self.component_distribution.base_dist
+        per_entry = isinstance(generator, Sequence)
         if sampling == "mode":
             index = probs.argmax(-1)
+        elif per_entry:
+            index = torch.stack([_draw_components(p, g) for p, g in zip(probs, generator, strict=True)])
         else:
-            draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-            index = draws.reshape(probs.shape[:-1])
-        normal = self.component_distribution.base_dist
-        mean = _select_component(normal.loc, index)
+            index = _draw_components(probs, generator)
+        mean = _select_component(normal.loc, index.to(probs.device))
         if sampling != "full":
             return mean
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        return mean + _select_component(normal.scale, index) * noise
+        if per_entry:
+            noise = torch.stack(
+                [torch.randn(m.shape, generator=g) for m, g in zip(mean, generator, strict=True)]
+            )
+        else:
+            noise = torch.randn(mean.shape, generator=generator)
+        return mean + _select_component(normal.scale, index.to(probs.device)) * noise.to(mean)
+
+
+def _draw_components(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """A component index per row of probs [..., K], drawn on the CPU."""
+    draws = torch.multinomial(probs.detach().cpu().reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return draws.reshape(probs.shape[:-1])
 
 
 def _select_component(values: Tensor, index: Tensor) -> Tensor:

@@ -33,7 +33,8 @@ Transition = tuple[Obs, float, bool, bool, dict]
 
 
 class BatchPolicy(Protocol):
-    def reset(self, num_envs: int) -> None: ...
+    def reset(self, num_envs: int, seeds: list[int]) -> None:
+        """A new batch of episodes begins, in envs reset with these seeds (for per-episode draws)."""
 
     def act(self, obs: Obs) -> np.ndarray: ...
 
@@ -204,7 +205,7 @@ def rollout(vec_env: VectorEnv, policy: BatchPolicy, seeds: list[int]) -> list[E
     """
     n = len(seeds)
     batch = vec_env.reset(seeds)
-    policy.reset(n)
+    policy.reset(n, list(seeds))
     steps: list[dict[str, list]] = [
         {"obs": [_select(batch, i)], "action": [], "reward": [], "terminated": [], "truncated": []}
         for i in range(n)

@@ -13,15 +13,15 @@ from apsconfig import load_config
 from bench.behaviour import trace_checkpoint
 from policies.checkpoint import CheckpointError, load_policy
 from policies.episodes import EpisodeDataset
-from sim.pretrain import PRESETS, PretrainConfig, main, run
+from sim.pretrain import PRESETS, PretrainConfig, RunResult, main, run
 
 
 def tiny(task: str, tmp_path, *overrides: str) -> PretrainConfig:
     settings = [
         f"task={task}", "algorithms=[aawr,bc]", "num_demos=4", "offline_updates=6", "online_rounds=1",
         "updates_per_step=0.05", "num_envs=2", "num_workers=0", "eval_episodes=2", "eval_every=3",
-        "env.image_size=32", "env.max_episode_steps=12", f"out_dir={tmp_path}", "learner.batch_size=2",
-        "learner.seq_len=4", "learner.burn_in=2", *overrides,
+        "test_episodes=3", "env.image_size=32", "env.max_episode_steps=12", f"out_dir={tmp_path}",
+        "learner.batch_size=2", "learner.seq_len=4", "learner.burn_in=2", *overrides,
     ]  # fmt: skip
     return load_config(PretrainConfig, PRESETS / "quick.yaml", settings)
 
@@ -33,10 +33,14 @@ def test_job_writes_table_curves_and_loadable_checkpoints(tmp_path) -> None:
     assert "| aawr |" in table and "| bc |" in table and "Wilson" in table
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert len(list((run_dir / "demos" / "seed0").glob("episode_*.npz"))) == 4
-    saved = json.loads((run_dir / "results.json").read_text())
-    assert [len(r["curve"]) for r in saved] == [len(r.curve) for r in results]
+    saved = [RunResult.from_dict(r) for r in json.loads((run_dir / "results.json").read_text())]
+    assert saved == results
     for result in results:
-        assert result.updates >= 6 and result.online_steps > 0 and result.curve
+        assert result.updates >= 6 and result.online_steps > 0 and result.test_episodes == 3
+        # validation at 3 and 6 updates, then after the online round's updates (if any were earned)
+        assert [p.updates for p in result.curve][:2] == [3, 6] and result.curve[-1].updates == result.updates
+        assert result.checkpoint.endswith(f"{result.algorithm}-seed0")
+        assert (run_dir / "tensorboard" / f"{result.algorithm}-seed0").is_dir()
         policy = load_policy(result.checkpoint, task="search-pick")
         env = sim.make("search-pick", load_config(PretrainConfig, run_dir / "config.yaml").env)
         obs, _ = env.reset(seed=0)
@@ -84,7 +88,7 @@ def test_learners_solve_the_tmaze_better_than_their_demos(tmp_path) -> None:
     demos = EpisodeDataset(run_dir / "demos" / "seed0").load_all()
     demo_success = np.mean([d.success for d in demos])
     assert 0.55 <= demo_success <= 0.8
-    success = {r.algorithm: r.successes / r.trials for r in results}
+    success = {r.algorithm: r.test_success for r in results}
     for algorithm in ("aawr", "awr"):
         assert success[algorithm] >= max(0.9, demo_success + 0.2), success
 
@@ -95,8 +99,8 @@ def test_aawr_with_a_belief_critic_learns_to_look_sooner_than_awr(tmp_path) -> N
     history. Measured: AAWR 78% (156/200), AWR 60% (119/200); over seeds 0-3 AAWR leads by 17 points."""
     results, _ = run(load_config(PretrainConfig, PRESETS / "tmaze-belief.yaml", [f"out_dir={tmp_path}"]))
     success = {
-        algorithm: sum(r.successes for r in results if r.algorithm == algorithm)
-        / sum(r.trials for r in results if r.algorithm == algorithm)
+        algorithm: sum(r.test_successes for r in results if r.algorithm == algorithm)
+        / sum(r.test_episodes for r in results if r.algorithm == algorithm)
         for algorithm in ("aawr", "awr")
     }
     assert success["aawr"] >= success["awr"] + 0.1, success
@@ -119,3 +123,36 @@ def test_benchmark_targets_count_whole_successes() -> None:
     }
     assert targets({"aawr": (64, 80)})["aawr_at_least_80"] is True
     assert targets({"aawr": (64, 80)})["awr_25_points_below_aawr"] is None  # not run, not failed
+
+
+def checkpoint_bytes(result: RunResult) -> bytes:
+    return (Path(result.checkpoint) / "policy.safetensors").read_bytes()
+
+
+def test_a_seeded_run_gives_the_same_numbers_twice(tmp_path) -> None:
+    cfg = tiny("search-pick", tmp_path, "algorithms=[aawr]")
+    (first,), _ = run(cfg)
+    (second,), _ = run(cfg)
+    assert (first.test_successes, first.curve, first.updates) == (
+        second.test_successes,
+        second.curve,
+        second.updates,
+    )
+    assert checkpoint_bytes(first) == checkpoint_bytes(second)
+
+
+def test_the_ray_sweep_gives_the_sequential_runs_results(tmp_path) -> None:
+    """Each (algorithm, seed) as a Ray task on this machine: the same numbers and the same weights."""
+    cfg = tiny("search-pick", tmp_path, "algorithms=[aawr,bc]", "seeds=[1]")
+    sequential, _ = run(cfg)
+    swept, sweep_dir = run(cfg, ray_address="local")
+    for ours, theirs in zip(sequential, swept, strict=True):
+        assert (ours.algorithm, ours.seed) == (theirs.algorithm, theirs.seed)
+        assert (ours.test_successes, ours.curve, ours.updates) == (
+            theirs.test_successes,
+            theirs.curve,
+            theirs.updates,
+        )
+        assert checkpoint_bytes(ours) == checkpoint_bytes(theirs)
+        assert Path(theirs.checkpoint).is_relative_to(sweep_dir)
+    assert (sweep_dir / "results.md").is_file() and any((sweep_dir / "tensorboard").iterdir())

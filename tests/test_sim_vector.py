@@ -19,7 +19,7 @@ class RandomPolicy:
         self.action_dim, self.seed = action_dim, seed
         self.batch_sizes: list[int] = []
 
-    def reset(self, num_envs: int) -> None:
+    def reset(self, num_envs: int, seeds: list[int] | None = None) -> None:
         self.rng = np.random.default_rng(self.seed)
         self.num_envs = num_envs
 
