@@ -24,8 +24,8 @@ def train_tiny_policy(
     """aps-pretrain's quick preset cut to a few updates: 32x32 images, short episodes."""
     settings = [
         f"task={task}", "algorithms=[aawr]", "num_demos=4", "offline_updates=8", "eval_episodes=2",
-        "eval_every=1000", "env.image_size=32", f"env.max_episode_steps={steps}", "num_workers=0",
-        "num_envs=2",
+        "test_episodes=2", "eval_every=1000", "env.image_size=32", f"env.max_episode_steps={steps}",
+        "num_workers=0", "num_envs=2",
         "learner.batch_size=2", "learner.seq_len=4", "learner.burn_in=2", f"out_dir={out_dir}",
     ]  # fmt: skip
     cfg = load_config(PretrainConfig, PRESETS / "quick.yaml", settings)

@@ -112,17 +112,47 @@ def test_every_shipped_preset_loads(preset: str) -> None:
     assert cfg.task in sim.TASK_NAMES and cfg.algorithms
 
 
-def test_benchmark_targets_count_whole_successes() -> None:
-    from bench.learning import targets
+def test_learning_benchmark_rows_and_their_table(tmp_path, capsys, monkeypatch) -> None:
+    """Rows run one by one into JSON files (with the commit), then one table from the files."""
+    from bench.learning import main as bench
 
-    # 56/80 - 36/80 is exactly 25 points, which float arithmetic (0.7 - 0.45) puts just below 0.25
-    assert targets({"aawr": (56, 80), "awr": (36, 80), "bc": (37, 80)}) == {
-        "aawr_at_least_80": False,
-        "awr_25_points_below_aawr": True,
-        "bc_25_points_below_aawr": False,
-    }
-    assert targets({"aawr": (64, 80)})["aawr_at_least_80"] is True
-    assert targets({"aawr": (64, 80)})["awr_25_points_below_aawr"] is None  # not run, not failed
+    monkeypatch.setenv("APS_NO_TCMALLOC", "1")  # main() would re-launch this process with tcmalloc
+    results = tmp_path / "results"
+    common = ["--results", str(results), "--out", str(tmp_path / "runs"), "--preset", "quick"]
+    tiny_settings = [
+        "num_demos=3", "offline_updates=4", "eval_every=4", "eval_episodes=2", "test_episodes=4",
+        "num_envs=2", "num_workers=0", "env.image_size=32", "env.max_episode_steps=8",
+        "learner.batch_size=2", "learner.seq_len=4", "learner.burn_in=2",
+    ]  # fmt: skip
+    args = [
+        "run",
+        *common,
+        "--variant",
+        "tiny",
+        "--task",
+        "search-pick",
+        "--algorithm",
+        "bc",
+        "--seed",
+        "0",
+        "1",
+    ]
+    assert bench([*args, "--", *tiny_settings]) == 0
+    files = sorted((results / "quick-tiny" / "search-pick").glob("*.json"))
+    assert [f.name for f in files] == ["bc-seed0.json", "bc-seed1.json"]
+    rows = [json.loads(f.read_text()) for f in files]
+    assert all(
+        len(r["commit"]) >= 40 and r["test_episodes"] == 4 and r["overrides"] == tiny_settings for r in rows
+    )
+    assert bench([*args, "--missing", "--", *tiny_settings]) == 0  # nothing left to run
+    assert [f.stat().st_mtime for f in files] == [f.stat().st_mtime for f in sorted(files)]
+    capsys.readouterr()
+    assert bench(["table", "--results", str(results)]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["rows"]
+    rates = [r["test_success"] for r in rows]
+    assert entry["seeds"] == [0, 1] and entry["iqm"] == pytest.approx(np.mean(rates), abs=1e-4)
+    assert entry["iqm_ci95"][0] <= entry["iqm"] <= entry["iqm_ci95"][1]
+    assert "| quick (tiny) | search-pick | bc | 2 |" in (results / "README.md").read_text()
 
 
 def checkpoint_bytes(result: RunResult) -> bytes:
