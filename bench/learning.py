@@ -45,6 +45,17 @@ def commit() -> str:
     return sha + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def numerics() -> dict[str, str | None]:
+    """What picks the CPU kernels, hence the floats: a run moves when any of these differ."""
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **{name: os.environ.get(name) for name in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")},
+    }
+
+
 def row_path(results: Path, preset: str, variant: str, task: str, algorithm: str, seed: int) -> Path:
     return results / (f"{preset}-{variant}" if variant else preset) / task / f"{algorithm}-seed{seed}.json"
 
@@ -75,6 +86,7 @@ def row_record(
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
         "threads": cfg.threads,
+        "numerics": numerics(),
         "config": to_dict(dataclasses.replace(cfg, algorithms=[result.algorithm], seeds=[result.seed])),
     }
 

@@ -6,10 +6,15 @@ An episode of T steps holds T+1 observations and T transitions:
     privileged/<key>[T+1, ...]  what only the critic and the reward see
     action[T, A] float32 in [-1, 1], reward[T], terminated[T], truncated[T], timestamp[T+1]
 
-plus attributes (task, robot, fps, success, source, policy_version). On disk an episode is one
-``.npz`` file (no pickle: loaded with ``allow_pickle=False``), written under a temporary name and
-renamed when complete, so a crash loses at most the episode being written. A dataset is a folder
-of episodes plus ``manifest.json``.
+plus attributes (task, robot, fps, success, source, policy_version, ...). On disk an episode is one
+HDF5 file (h5py, as robomimic and ALOHA keep theirs): one dataset per array, growing along time in
+chunks (an image a chunk, compressed), so a recorder appends step by step and a long episode never
+sits in memory (`EpisodeWriter`). It is written under a hidden temporary name and renamed when
+complete, so a crash loses at most the episode being written and no reader ever sees half of one.
+`EpisodeFile` reads windows of an episode without loading it whole. The attributes are one JSON
+string (`attrs`); nothing is pickled. A dataset is a folder of `episode_NNNNNN.h5` plus
+`manifest.json`. (The first format, whole `.npz` files, is gone: nothing kept needs it, since sim
+demos are regenerated from their seed.)
 """
 
 from __future__ import annotations
@@ -17,18 +22,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 PARTS = ("onboard", "privileged")
 SOURCES = ("demo", "scripted", "policy")
-EPISODE_GLOB = "episode_*.npz"
+FORMAT = "aps-episode/2"
+EPISODE_GLOB = "episode_*.h5"
+TRANSITIONS = ("action", "reward", "terminated", "truncated")
+Spec = dict[str, dict[str, tuple[tuple[int, ...], str]]]  # part -> key -> (per-step shape, dtype)
 
 
 class EpisodeFormatError(ValueError):
@@ -52,6 +59,25 @@ class Episode:
     @property
     def success(self) -> bool:
         return bool(self.attrs.get("success", False))
+
+    def spec(self) -> Spec:
+        return {
+            part: {k: (tuple(v.shape[1:]), str(v.dtype)) for k, v in getattr(self, part).items()}
+            for part in PARTS
+        }
+
+    def observation(self, step: int) -> dict[str, dict[str, np.ndarray]]:
+        """The nested observation at `step` (0..T), as an env returns it."""
+        return {part: {k: v[step] for k, v in getattr(self, part).items()} for part in PARTS}
+
+    def window(self, first: int, last: int) -> Episode:
+        """Observations first..last and the transitions between them (a view, nothing copied)."""
+        return Episode(
+            {k: v[first : last + 1] for k, v in self.onboard.items()},
+            {k: v[first : last + 1] for k, v in self.privileged.items()},
+            self.action[first:last], self.reward[first:last], self.terminated[first:last],
+            self.truncated[first:last], self.timestamp[first : last + 1], self.attrs,
+        )  # fmt: skip
 
     def validate(self) -> None:
         steps = len(self)
@@ -77,6 +103,7 @@ class Episode:
         overlap = set(self.onboard) & set(self.privileged)
         if overlap:
             raise EpisodeFormatError(f"keys {sorted(overlap)} appear both onboard and privileged")
+        _check_attrs(self.attrs)
 
 
 def episode_from_steps(
@@ -111,76 +138,262 @@ def episode_from_steps(
     return episode
 
 
-def save_episode(episode: Episode, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename."""
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def _temporary(path: Path) -> Path:
+    """Where an episode is written until complete: hidden, and not matched by EPISODE_GLOB."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+class EpisodeWriter:
+    """Streams one episode into `path`, step by step:
+
+        with EpisodeWriter(path) as writer:
+            writer.add_observation(obs, timestamp)            # the first observation
+            for each step:
+                writer.add_transition(action, reward, terminated, truncated)
+                writer.add_observation(obs, timestamp)
+            writer.close(attrs)                                # renamed to `path` only now
+
+    Leaving the `with` block by an exception (or calling `abort`) deletes the partial file. Images
+    are chunked one frame a chunk and compressed (`image_compression`: "lzf", fast, is h5py's own;
+    "gzip" is readable by every HDF5 tool); vectors in chunks of `vector_chunk` steps.
+    """
+
+    def __init__(
+        self, path: str | Path, image_compression: str | None = "lzf", vector_chunk: int = 64
+    ) -> None:
+        self.path = Path(path)
+        self.temporary = _temporary(self.path)
+        self.image_compression, self.vector_chunk = image_compression, vector_chunk
+        if not self.path.parent.is_dir():
+            raise EpisodeFormatError(f"{self.path.parent}: no such folder to write episodes into")
+        try:
+            self.file: h5py.File | None = h5py.File(self.temporary, "w")
+        except OSError as err:
+            raise EpisodeFormatError(f"{self.temporary}: cannot write an episode here ({err})") from err
+        self.observations = 0
+        self.transitions = 0
+        self.spec: Spec | None = None
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is not None or self.file is not None:  # an error, or not closed: nothing half-done stays
+            self.abort()
+
+    def add_observation(self, observation: dict[str, dict[str, np.ndarray]], timestamp: float) -> None:
+        if self.observations != self.transitions:
+            raise EpisodeFormatError("an observation must follow a transition (or start the episode)")
+        arrays = {part: {k: np.asarray(v) for k, v in observation.get(part, {}).items()} for part in PARTS}
+        spec = {part: {k: (v.shape, str(v.dtype)) for k, v in arrays[part].items()} for part in PARTS}
+        if self.spec is None:
+            overlap = set(arrays["onboard"]) & set(arrays["privileged"])
+            if overlap:
+                raise EpisodeFormatError(f"keys {sorted(overlap)} appear both onboard and privileged")
+            self.spec = spec
+        elif spec != self.spec:
+            raise EpisodeFormatError(
+                f"observation {self.observations} has keys/shapes {spec}, not {self.spec}"
+            )
+        for part, values in arrays.items():
+            for key, value in values.items():
+                image = value.dtype == np.uint8 and value.ndim == 3
+                self._append(f"{part}/{key}", value, image)
+        self._append("timestamp", np.float64(timestamp), False)
+        self.observations += 1
+
+    def add_transition(self, action: np.ndarray, reward: float, terminated: bool, truncated: bool) -> None:
+        if self.observations != self.transitions + 1:
+            raise EpisodeFormatError("a transition must follow an observation")
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(action)) or not np.isfinite(reward):
+            raise EpisodeFormatError(f"step {self.transitions}: action or reward holds NaN or inf")
+        self._append("action", action, False)
+        self._append("reward", np.float32(reward), False)
+        self._append("terminated", np.bool_(terminated), False)
+        self._append("truncated", np.bool_(truncated), False)
+        self.transitions += 1
+
+    def _append(self, name: str, value: np.ndarray, image: bool) -> None:
+        assert self.file is not None, "the writer is closed"
+        if name not in self.file:
+            chunk = (1, *value.shape) if image else (self.vector_chunk, *value.shape)
+            self.file.create_dataset(
+                name, shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=value.dtype,
+                chunks=chunk, compression=self.image_compression if image else None,
+            )  # fmt: skip
+        dataset = self.file[name]
+        dataset.resize(dataset.shape[0] + 1, axis=0)
+        dataset[-1] = value
+
+    def close(self, attrs: dict[str, Any]) -> Path:
+        """Finish: attributes, flush to disk, rename into place. Returns the episode's path."""
+        if self.file is None:
+            raise EpisodeFormatError("the writer is already closed")
+        if self.transitions == 0 or self.observations != self.transitions + 1:
+            raise EpisodeFormatError(
+                f"an episode needs T >= 1 transitions and T+1 observations, got {self.transitions} and "
+                f"{self.observations}"
+            )
+        _check_attrs(attrs)
+        self.file.attrs["format"] = FORMAT
+        self.file.attrs["attrs"] = json.dumps(attrs)
+        self.file.flush()
+        self.file.close()
+        self.file = None
+        with open(
+            self.temporary, "rb"
+        ) as handle:  # on disk before the rename: no empty file after a power cut
+            os.fsync(handle.fileno())
+        os.replace(self.temporary, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.temporary.unlink(missing_ok=True)
+
+
+def save_episode(episode: Episode, path: str | Path, image_compression: str | None = "lzf") -> Path:
+    """Write a whole in-memory episode (the same layout as EpisodeWriter streams)."""
     episode.validate()
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {
-        "action": episode.action,
-        "reward": episode.reward,
-        "terminated": episode.terminated,
-        "truncated": episode.truncated,
-        "timestamp": episode.timestamp,
-        "attrs": np.array(json.dumps(episode.attrs)),
-    }
-    for part in PARTS:
-        for key, value in getattr(episode, part).items():
-            arrays[f"{part}/{key}"] = value
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    writer = EpisodeWriter(path, image_compression)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        assert writer.file is not None
+        for part in PARTS:
+            for key, value in getattr(episode, part).items():
+                image = value.dtype == np.uint8 and value.ndim == 4
+                writer.file.create_dataset(
+                    f"{part}/{key}", data=value, maxshape=(None, *value.shape[1:]),
+                    chunks=(1, *value.shape[1:]) if image else None,
+                    compression=image_compression if image else None,
+                )  # fmt: skip
+        for name in (*TRANSITIONS, "timestamp"):
+            value = np.asarray(getattr(episode, name))
+            writer.file.create_dataset(name, data=value, maxshape=(None, *value.shape[1:]))
+        writer.transitions, writer.observations = len(episode), len(episode) + 1
+        return writer.close(episode.attrs)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        writer.abort()
         raise
-    return path
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+class EpisodeFile:
+    """An episode on disk, read a window at a time (`window`), or whole (`load`). Opening checks
+    the layout; the arrays stay on disk, so a dataset of any size can be sampled."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with self._open() as file:
+            self.attrs = _read_attrs(self.path, file)
+            names = _dataset_names(file)
+            parts: Spec = {part: {} for part in PARTS}
+            for name, (shape, dtype) in names.items():
+                part, _, key = name.partition("/")
+                if part in PARTS and key:
+                    parts[part][key] = (shape[1:], dtype)
+            missing = [n for n in (*TRANSITIONS, "timestamp") if n not in names]
+            if missing:
+                raise EpisodeFormatError(f"{self.path}: missing {missing}")
+            self.steps = names["action"][0][0]
+            self.action_dim = names["action"][0][1] if len(names["action"][0]) == 2 else 0
+            lengths = {n: shape[0] for n, (shape, _) in names.items()}
+        expected = {n: self.steps for n in TRANSITIONS} | {
+            n: self.steps + 1 for n in lengths if n not in TRANSITIONS
+        }
+        wrong = {n: lengths[n] for n in lengths if lengths[n] != expected[n]}
+        if wrong or self.steps < 1:
+            raise EpisodeFormatError(
+                f"{self.path}: lengths {wrong or lengths} do not fit T = {self.steps} transitions "
+                "and T+1 observations"
+            )
+        self._spec = parts
+
+    def _open(self) -> h5py.File:
+        try:
+            return h5py.File(self.path, "r")
+        except OSError as err:
+            raise EpisodeFormatError(f"{self.path}: not a readable episode file ({err})") from err
+
+    def __len__(self) -> int:
+        return self.steps
+
+    @property
+    def success(self) -> bool:
+        return bool(self.attrs.get("success", False))
+
+    def spec(self) -> Spec:
+        return self._spec
+
+    def window(self, first: int, last: int) -> Episode:
+        """Observations first..last and the transitions between them, read from disk."""
+        with self._open() as file:
+            try:
+                observations = {
+                    part: {k: file[f"{part}/{k}"][first : last + 1] for k in self._spec[part]}
+                    for part in PARTS
+                }
+                transitions = {n: file[n][first:last] for n in TRANSITIONS}
+                timestamp = file["timestamp"][first : last + 1]
+            except (OSError, KeyError) as err:
+                raise EpisodeFormatError(f"{self.path}: unreadable data ({err})") from err
+        return Episode(
+            observations["onboard"], observations["privileged"], transitions["action"], transitions["reward"],
+            transitions["terminated"], transitions["truncated"], timestamp, self.attrs,
+        )  # fmt: skip
+
+    def load(self) -> Episode:
+        episode = self.window(0, self.steps)
+        try:
+            episode.validate()
+        except EpisodeFormatError as err:
+            raise EpisodeFormatError(f"{self.path}: {err}") from err
+        return episode
 
 
 def load_episode(path: str | Path) -> Episode:
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise EpisodeFormatError(f"{path}: not a readable episode file ({err})") from err
-    missing = [
-        k for k in ("action", "reward", "terminated", "truncated", "timestamp", "attrs") if k not in arrays
-    ]
-    if missing:
-        raise EpisodeFormatError(f"{path}: missing {missing}")
-    parts: dict[str, dict[str, np.ndarray]] = {part: {} for part in PARTS}
-    for name, value in arrays.items():
-        part, sep, key = name.partition("/")
-        if sep and part in parts:
-            parts[part][key] = value
-    episode = Episode(
-        onboard=parts["onboard"],
-        privileged=parts["privileged"],
-        action=arrays["action"],
-        reward=arrays["reward"],
-        terminated=arrays["terminated"],
-        truncated=arrays["truncated"],
-        timestamp=arrays["timestamp"],
-        attrs=_attrs(path, arrays["attrs"]),
-    )
-    try:
-        episode.validate()
-    except EpisodeFormatError as err:
-        raise EpisodeFormatError(f"{path}: {err}") from err
-    return episode
+    return EpisodeFile(path).load()
 
 
-def _attrs(path: Path, raw: np.ndarray) -> dict[str, Any]:
+def _dataset_names(file: h5py.File) -> dict[str, tuple[tuple[int, ...], str]]:
+    names: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset):
+            names[name] = (tuple(item.shape), str(item.dtype))
+
+    file.visititems(visit)
+    return names
+
+
+def _read_attrs(path: Path, file: h5py.File) -> dict[str, Any]:
+    if file.attrs.get("format") != FORMAT:
+        raise EpisodeFormatError(f"{path}: format {file.attrs.get('format')!r}, this code reads {FORMAT!r}")
     try:
-        attrs = json.loads(str(raw))
-    except json.JSONDecodeError as err:
+        attrs = json.loads(file.attrs["attrs"])
+    except (KeyError, json.JSONDecodeError) as err:
         raise EpisodeFormatError(f"{path}: attributes are not valid JSON ({err})") from err
     if not isinstance(attrs, dict):
         raise EpisodeFormatError(f"{path}: attributes must be a JSON object")
     return attrs
+
+
+def _check_attrs(attrs: dict[str, Any]) -> None:
+    try:
+        json.dumps(attrs, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise EpisodeFormatError(f"episode attributes must be plain JSON values ({err})") from err
+
+
+# --- datasets --------------------------------------------------------------------------------------
 
 
 class EpisodeDataset:
@@ -195,6 +408,10 @@ class EpisodeDataset:
     def paths(self) -> list[Path]:
         return sorted(self.root.glob(EPISODE_GLOB))
 
+    def files(self) -> list[EpisodeFile]:
+        """Every episode, opened for windowed reads (nothing loaded)."""
+        return [EpisodeFile(p) for p in self.paths()]
+
     def __iter__(self) -> Iterator[Episode]:
         for path in self.paths():
             yield load_episode(path)
@@ -202,27 +419,33 @@ class EpisodeDataset:
     def load_all(self) -> list[Episode]:
         return list(self)
 
+    def next_path(self) -> Path:
+        """Where the next episode goes (for an EpisodeWriter); the folder is made if needed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        indices = [int(m.group(1)) for p in self.paths() if (m := re.match(r"episode_(\d+)\.h5$", p.name))]
+        return self.root / f"episode_{max(indices, default=-1) + 1:06d}.h5"
+
     def append(self, episode: Episode) -> Path:
         """Add one episode; the manifest is updated from it alone, so a long session stays cheap."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = save_episode(episode, self.root / f"episode_{self._next_index():06d}.npz")
+        return self.added(save_episode(episode, self.next_path()))
+
+    def added(self, path: Path) -> Path:
+        """Update the manifest for the episode just written at `path` (by `append` or a writer)."""
         previous = self.read_manifest()
         if previous is not None and previous["episodes"] == len(self) - 1:
-            self._write(_merge_manifests(previous, _manifest([episode])))
+            self._write(_merge_manifests(previous, _manifest([EpisodeFile(path)])))
         else:  # missing or out of step with the files (e.g. after a crash): rebuild it
             self.write_manifest()
         return path
 
     def extend(self, episodes: list[Episode]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        start = self._next_index()
-        for offset, episode in enumerate(episodes):
-            save_episode(episode, self.root / f"episode_{start + offset:06d}.npz")
+        for episode in episodes:
+            save_episode(episode, self.next_path())
         self.write_manifest()
 
     def write_manifest(self) -> None:
         """Summarise from the episode files themselves, so the manifest can always be rebuilt."""
-        self._write(_manifest([load_episode(p) for p in self.paths()]))
+        self._write(_manifest(self.files()))
 
     def read_manifest(self) -> dict[str, Any] | None:
         path = self.root / "manifest.json"
@@ -236,12 +459,8 @@ class EpisodeDataset:
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, self.root / "manifest.json")
 
-    def _next_index(self) -> int:
-        indices = [int(m.group(1)) for p in self.paths() if (m := re.match(r"episode_(\d+)\.npz$", p.name))]
-        return max(indices, default=-1) + 1
 
-
-def _manifest(episodes: list[Episode]) -> dict[str, Any]:
+def _manifest(episodes: list[EpisodeFile]) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "episodes": len(episodes),
         "steps": int(sum(len(e) for e in episodes)),
@@ -252,10 +471,10 @@ def _manifest(episodes: list[Episode]) -> dict[str, Any]:
     if episodes:
         first = episodes[0]
         manifest["keys"] = {
-            part: {k: [list(v.shape[1:]), str(v.dtype)] for k, v in getattr(first, part).items()}
-            for part in PARTS
+            part: {k: [list(shape), dtype] for k, (shape, dtype) in keys.items()}
+            for part, keys in first.spec().items()
         }
-        manifest["action_dim"] = int(first.action.shape[1])
+        manifest["action_dim"] = int(first.action_dim)
     return manifest
 
 

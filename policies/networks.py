@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from policies.config import ActionSampling, Algorithm, NetworkConfig
-from policies.episodes import PARTS, Episode
+from policies.episodes import Episode, EpisodeFile
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
 
@@ -54,9 +54,13 @@ class ObsSpec:
         return ObsSpec(part(onboard), part(privileged), int(action_dim))
 
     @staticmethod
-    def from_episode(episode: Episode) -> ObsSpec:
-        first = {part: {k: v[0] for k, v in getattr(episode, part).items()} for part in PARTS}
-        return ObsSpec.from_arrays(first["onboard"], first["privileged"], episode.action.shape[1])
+    def from_episode(episode: Episode | EpisodeFile) -> ObsSpec:
+        first = episode.window(0, 1)
+        return ObsSpec.from_arrays(
+            {k: v[0] for k, v in first.onboard.items()},
+            {k: v[0] for k, v in first.privileged.items()},
+            first.action.shape[1],
+        )
 
     def to_dict(self) -> dict:
         return {

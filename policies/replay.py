@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.episodes import PARTS, Episode
+from policies.episodes import PARTS, Episode, EpisodeFile
 
 
 @dataclass
@@ -52,7 +52,7 @@ class SequenceReplay:
     def __init__(self, seq_len: int, burn_in: int, capacity_episodes: int | None = None) -> None:
         self.seq_len, self.burn_in = seq_len, burn_in
         self.capacity = capacity_episodes
-        self.episodes: list[Episode] = []
+        self.episodes: list[Episode | EpisodeFile] = []
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -61,7 +61,8 @@ class SequenceReplay:
     def steps(self) -> int:
         return sum(len(e) for e in self.episodes)
 
-    def add(self, episode: Episode) -> None:
+    def add(self, episode: Episode | EpisodeFile) -> None:
+        """An episode in memory, or on disk (`EpisodeFile`: its windows are read when sampled)."""
         if len(episode) == 0:
             return
         if self.episodes:
@@ -70,7 +71,7 @@ class SequenceReplay:
         if self.capacity is not None and len(self.episodes) > self.capacity:
             self.episodes.pop(0)  # first in, first out: online data goes stale as the policy improves
 
-    def extend(self, episodes: list[Episode]) -> None:
+    def extend(self, episodes: list[Episode] | list[EpisodeFile]) -> None:
         for episode in episodes:
             self.add(episode)
 
@@ -91,43 +92,51 @@ class SequenceReplay:
         batch.episode = episode_ids
         return batch
 
-    def _window(self, episode: Episode, segment_start: int) -> SequenceBatch:
+    def _window(self, episode: Episode | EpisodeFile, segment_start: int) -> SequenceBatch:
         width = self.burn_in + self.seq_len
         first_trained = max(segment_start, 0)
         start = max(0, first_trained - self.burn_in)
         steps = np.arange(start, start + width)
         valid = steps < len(episode)
         trained = valid & (steps >= first_trained) & (steps < segment_start + self.seq_len)
-        transition = np.minimum(steps, len(episode) - 1)  # padding repeats the last transition
-        observation = np.minimum(np.arange(start, start + width + 1), len(episode))
-        obs = {part: {k: v[observation][None] for k, v in getattr(episode, part).items()} for part in PARTS}
+        # One contiguous read (from memory or disk), then padding repeats the last transition and the
+        # last observation, indexed relative to the read piece.
+        piece = episode.window(start, min(start + width, len(episode)))
+        transition = np.minimum(steps, len(episode) - 1) - start
+        observation = np.minimum(np.arange(start, start + width + 1), len(episode)) - start
+        obs = {part: {k: v[observation][None] for k, v in getattr(piece, part).items()} for part in PARTS}
         return SequenceBatch(
             onboard=obs["onboard"],
             privileged=obs["privileged"],
-            action=episode.action[transition][None],
-            reward=np.where(valid, episode.reward[transition], 0.0)[None].astype(np.float32),
-            terminated=np.where(valid, episode.terminated[transition], True)[None].astype(np.float32),
+            action=piece.action[transition][None],
+            reward=np.where(valid, piece.reward[transition], 0.0)[None].astype(np.float32),
+            terminated=np.where(valid, piece.terminated[transition], True)[None].astype(np.float32),
             mask=trained[None].astype(np.float32),
             episode=np.zeros(1, dtype=np.int64),
             start=np.array([start]),
         )
 
 
-def _check_same_keys(reference: Episode, episode: Episode) -> None:
+def _check_same_keys(reference: Episode | EpisodeFile, episode: Episode | EpisodeFile) -> None:
+    expected_spec, got_spec = reference.spec(), episode.spec()
     for part in PARTS:
-        expected, got = getattr(reference, part), getattr(episode, part)
+        expected, got = expected_spec[part], got_spec[part]
         if sorted(expected) != sorted(got):
             raise ValueError(f"episode {part} keys {sorted(got)} differ from the replay's {sorted(expected)}")
-        for key, value in got.items():
-            if value.shape[1:] != expected[key].shape[1:] or value.dtype != expected[key].dtype:
+        for key, (shape, dtype) in got.items():
+            if (shape, dtype) != expected[key]:
                 raise ValueError(
-                    f"episode {part}/{key} is {value.dtype}{list(value.shape[1:])}, "
-                    f"the replay holds {expected[key].dtype}{list(expected[key].shape[1:])}"
+                    f"episode {part}/{key} is {dtype}{list(shape)}, "
+                    f"the replay holds {expected[key][1]}{list(expected[key][0])}"
                 )
-    if episode.action.shape[1] != reference.action.shape[1]:
+    if _action_dim(episode) != _action_dim(reference):
         raise ValueError(
-            f"action size {episode.action.shape[1]} differs from the replay's {reference.action.shape[1]}"
+            f"action size {_action_dim(episode)} differs from the replay's {_action_dim(reference)}"
         )
+
+
+def _action_dim(episode: Episode | EpisodeFile) -> int:
+    return episode.action_dim if isinstance(episode, EpisodeFile) else int(episode.action.shape[1])
 
 
 def sample_mixed(

@@ -1,6 +1,6 @@
 """Process set-up for torch jobs, decided in one place: the allocator and the thread counts.
 
-    python -m policies.runtime tcmalloc-path    # what the Makefile preloads (empty when absent)
+python -m policies.runtime tcmalloc-path    # what the Makefile preloads (empty when absent)
 """
 
 from __future__ import annotations

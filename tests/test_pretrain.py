@@ -32,7 +32,7 @@ def test_job_writes_table_curves_and_loadable_checkpoints(tmp_path) -> None:
     table = (run_dir / "results.md").read_text()
     assert "| aawr |" in table and "| bc |" in table and "Wilson" in table
     assert (run_dir / "curves.png").stat().st_size > 1000
-    assert len(list((run_dir / "demos" / "seed0").glob("episode_*.npz"))) == 4
+    assert len(list((run_dir / "demos" / "seed0").glob("episode_*.h5"))) == 4
     saved = [RunResult.from_dict(r) for r in json.loads((run_dir / "results.json").read_text())]
     assert saved == results
     for result in results:
