@@ -8,6 +8,8 @@ Stamps are integer nanoseconds of ROS time. Conventions of the stack's own topic
   vector (label = the name, size = stride = its length). The message has no header, so the stamp
   rides in a leading dimension labelled ``stamp`` whose size and stride hold the seconds and
   nanoseconds (as builtin_interfaces/Time does): a labelled vector synchronises like an Image.
+- The sim robot's `privileged_state` also carries its `reward` and `success` for the step
+  (`outcome_vectors`): the task's privileged keys never use those names.
 - Joint states: `sensor_msgs/JointState`, read back in the order of the names the reader asks for.
 - Episode events: `std_msgs/String` holding `EpisodeEvent` as JSON.
 """
@@ -27,6 +29,7 @@ from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension, String
 from calibration.camera_info import CameraInfo as CalibratedCamera
 
 STAMP_LABEL = "stamp"
+OUTCOME_KEYS = ("reward", "success")  # the sim's outcome beside its privileged state (never a task's key)
 NS = 1_000_000_000
 
 # encoding -> (channels, dtype) of the encodings this stack reads and writes
@@ -179,6 +182,13 @@ def vectors_from_msg(msg: Float32MultiArray) -> tuple[int | None, dict[str, np.n
             "publish it with robot_nodes.messages.vectors_to_msg"
         )
     return stamp, vectors
+
+
+def outcome_vectors(reward: float, success: bool) -> dict[str, np.ndarray]:
+    """The sim's outcome of a step as labelled vectors (`OUTCOME_KEYS`), published beside the
+    privileged state so a recorder can take the sim's own reward where the privileged keys cannot
+    give it (robot_nodes.recorder_core, reward=stream)."""
+    return {OUTCOME_KEYS[0]: np.array([reward], np.float32), OUTCOME_KEYS[1]: np.array([success], np.float32)}
 
 
 def _stamp_dim(stamp_ns: int) -> MultiArrayDimension:
