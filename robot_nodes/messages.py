@@ -147,20 +147,34 @@ def pinhole_camera(name: str, fovy_deg: float, width: int, height: int) -> Calib
 # --- labelled vectors -------------------------------------------------------------------------
 
 
-def vectors_to_msg(vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None) -> Float32MultiArray:
-    """Named float32 vectors (each flattened) in one message, optionally stamped."""
-    dims = [] if stamp_ns is None else [_stamp_dim(stamp_ns)]
+def labelled_layout(
+    vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None
+) -> tuple[list[tuple[str, int, int]], np.ndarray]:
+    """The labelled-vector convention for any message library: (label, size, stride) of each
+    dimension (the stamp's first when given) and the concatenated float32 data."""
+    dims = []
+    if stamp_ns is not None:
+        time = to_time(stamp_ns)
+        dims.append((STAMP_LABEL, time.sec, time.nanosec))
     chunks = []
     for name, value in vectors.items():
         if name == STAMP_LABEL or not name:
             raise MessageError(f"{name!r} cannot name a vector (reserved or empty)")
         flat = np.asarray(value, dtype=np.float32).reshape(-1)
-        dims.append(MultiArrayDimension(label=name, size=flat.size, stride=flat.size))
+        dims.append((name, flat.size, flat.size))
         chunks.append(flat)
+    return dims, np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def vectors_to_msg(vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None) -> Float32MultiArray:
+    """Named float32 vectors (each flattened) in one message, optionally stamped."""
+    dims, data = labelled_layout(vectors, stamp_ns)
     msg = Float32MultiArray()
-    msg.layout.dim = dims
+    msg.layout.dim = [
+        MultiArrayDimension(label=label, size=size, stride=stride) for label, size, stride in dims
+    ]
     msg.layout.data_offset = 0
-    msg.data = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    msg.data = data
     return msg
 
 
@@ -189,11 +203,6 @@ def outcome_vectors(reward: float, success: bool) -> dict[str, np.ndarray]:
     privileged state so a recorder can take the sim's own reward where the privileged keys cannot
     give it (robot_nodes.recorder_core, reward=stream)."""
     return {OUTCOME_KEYS[0]: np.array([reward], np.float32), OUTCOME_KEYS[1]: np.array([success], np.float32)}
-
-
-def _stamp_dim(stamp_ns: int) -> MultiArrayDimension:
-    time = to_time(stamp_ns)
-    return MultiArrayDimension(label=STAMP_LABEL, size=time.sec, stride=time.nanosec)
 
 
 # --- joint states -----------------------------------------------------------------------------
