@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def import_bag(bag: str | Path, config: BagImportConfig) -> list[EpisodeRecord]:
         last_step, started = None, False
         for connection, log_ns, raw in reader.messages(connections=connections):
             topic = _topic(connection.topic)
-            message = reader.deserialize(raw, connection.msgtype)
+            message = deserialize(reader.typestore, raw, connection.msgtype)
             if topic == events:
                 _on_event(core, EpisodeEvent.from_msg(message))
                 continue
@@ -123,6 +124,22 @@ def import_bag(bag: str | Path, config: BagImportConfig) -> list[EpisodeRecord]:
     finally:
         reader.close()
     return core.drain_records()
+
+
+def deserialize(store: Any, raw: bytes | memoryview, msgtype: str) -> Any:
+    """A CDR message, trailing padding allowed: rclpy's serialize_message under Fast DDS (and bags
+    recorded through it) can end a message with up to 8 bytes of alignment after empty float64
+    sequences (a JointState without velocities); ROS's own deserializer ignores them, rosbags'
+    deserialize_cdr refuses more than 3, so its generated reader is called directly here."""
+    if len(raw) < 4 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
+        raise MessageError(f"{msgtype}: not a CDR-encoded message")
+    msgdef = store.get_msgdef(msgtype)
+    read = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+    try:
+        message, _ = read(raw[4:], 0, msgdef.cls, store)
+    except (struct.error, ValueError, IndexError, UnicodeDecodeError) as err:
+        raise MessageError(f"{msgtype}: cannot decode a message ({err})") from err
+    return message
 
 
 def _on_event(core: RecorderCore, event: EpisodeEvent) -> None:

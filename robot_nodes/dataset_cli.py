@@ -55,6 +55,13 @@ def _console():
     return Console(highlight=False)
 
 
+def escape(text: str) -> str:
+    """Text shown as it is (rich reads [brackets] as markup)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 # --- commands --------------------------------------------------------------------------------------
 
 
@@ -104,19 +111,24 @@ def info(args: argparse.Namespace) -> int:
     shapes.add_row("", "action", f"[{summary.action_dim}]", "float32")
     console.print(shapes)
     for problem in summary.unreadable:
-        console.print(f"[red]unreadable[/red] {problem}")
+        console.print(f"[red]unreadable[/red] {escape(problem)}")
     return 0
 
 
 def check(args: argparse.Namespace) -> int:
     if args.fix_manifest:
-        open_dataset(args.dataset).write_manifest()
+        try:
+            open_dataset(args.dataset).write_manifest()
+        except EpisodeFormatError as err:
+            raise DatasetError(
+                f"cannot rebuild the manifest: {err}; move that file out of the dataset"
+            ) from err
     problems, warnings = check_dataset(args.dataset)
     console = _console()
     for item in warnings:
-        console.print(f"[yellow]warning[/yellow] {item.where}: {item.what}")
+        console.print(f"[yellow]warning[/yellow] {escape(item.where)}: {escape(item.what)}")
     for item in problems:
-        console.print(f"[red]problem[/red] {item.where}: {item.what}")
+        console.print(f"[red]problem[/red] {escape(item.where)}: {escape(item.what)}")
     episodes = len(open_dataset(args.dataset).paths())
     if problems:
         console.print(f"{len(problems)} problem(s) in {episodes} episode file(s) of {args.dataset}")
