@@ -122,7 +122,9 @@ class FrameClock:
 
     def stamp(self, device_time_ns: int, now_ns: int) -> tuple[int, bool]:
         """The ROS stamp of a frame, and whether the offset had to be set again (drift)."""
-        drifted = self.offset_ns is not None and abs(device_time_ns + self.offset_ns - now_ns) > self.max_drift_ns
+        drifted = (
+            self.offset_ns is not None and abs(device_time_ns + self.offset_ns - now_ns) > self.max_drift_ns
+        )
         if self.offset_ns is None or drifted:
             self.offset_ns = now_ns - device_time_ns
             self.reanchors += drifted
@@ -257,7 +259,9 @@ class CameraStream:
         try:
             info = read_camera_info(Path(path))
         except CalibrationError as err:
-            raise CameraSettingsError(f"{err}: set camera_info_path to an aps-calibrate intrinsics YAML") from err
+            raise CameraSettingsError(
+                f"{err}: set camera_info_path to an aps-calibrate intrinsics YAML"
+            ) from err
         if tuple(info.image_size) != (camera.width, camera.height):
             raise CameraSettingsError(
                 f"{path} is for {info.image_size[0]}x{info.image_size[1]} images but {camera} gives "
@@ -280,6 +284,8 @@ class CameraStream:
         ):
             self._last_depth_number = frame.depth.number
             # Same device clock as colour: the same offset, without re-anchoring on its own.
-            depth = StampedImage(frame.depth.data, frame.depth.device_time_ns + self.clock.offset_ns, frame.depth.number)
+            depth = StampedImage(
+                frame.depth.data, frame.depth.device_time_ns + self.clock.offset_ns, frame.depth.number
+            )
         self.published += 1
         return Outgoing(color, depth)

@@ -17,6 +17,7 @@ REP 118 has it. A frame whose number or device time does not move forward is nev
 from __future__ import annotations
 
 import abc
+import contextlib
 import glob
 import threading
 import time
@@ -221,8 +222,10 @@ class Camera(abc.ABC):
         timeout_s = self.config.timeout_s if timeout_s is None else timeout_s
         with self._cond:
             fresh = self._cond.wait_for(
-                lambda: self._reader_error is not None
-                or (self._latest is not None and self._latest.color.number != self._async_number),
+                lambda: (
+                    self._reader_error is not None
+                    or (self._latest is not None and self._latest.color.number != self._async_number)
+                ),
                 timeout_s,
             )
             if self._reader_error is not None:
@@ -285,7 +288,9 @@ class Camera(abc.ABC):
                 return frame
             self.stale_frames += 1
             if time.monotonic() > deadline:
-                raise CameraTimeoutError(f"{self}: only repeated frames for {timeout_s:g} s: the device stalled")
+                raise CameraTimeoutError(
+                    f"{self}: only repeated frames for {timeout_s:g} s: the device stalled"
+                )
 
     def _start_reader(self) -> None:
         self._require_connected()
@@ -382,6 +387,10 @@ class RealSenseCamera(Camera):
                 )
         pipeline = rs.pipeline()
         try:
+            if isinstance(self.config, RecordingConfig):
+                # Not real-time, set before the start: real-time playback drops frames whenever the
+                # reader is late, the first ones included; this camera paces frames itself (_grab).
+                config.resolve(pipeline).get_device().as_playback().set_real_time(False)
             profile = pipeline.start(config)
         except RuntimeError as err:
             raise CameraSettingsError(
@@ -412,7 +421,9 @@ class RealSenseCamera(Camera):
         color = self._color_profile = streams[rs.stream.color].as_video_stream_profile()
         self.width, self.height, self.fps = color.width(), color.height(), float(color.fps())
         if color.format() != rs.format.rgb8:
-            raise CameraSettingsError(f"{self}: colour is {color.format()}, need rgb8 (record colour as rgb8)")
+            raise CameraSettingsError(
+                f"{self}: colour is {color.format()}, need rgb8 (record colour as rgb8)"
+            )
         if isinstance(self.config, RealSenseConfig):
             asked = (self.config.width, self.config.height, float(self.config.fps))
             if asked != (self.width, self.height, self.fps):
@@ -421,12 +432,6 @@ class RealSenseCamera(Camera):
                     f"{self.width}x{self.height} at {self.fps:g}: choose a mode it has"
                 )
         else:
-            playback = profile.get_device().as_playback()
-            # Paused while switching to non-real-time: real-time playback drops the first frames
-            # when the reader is late; this camera paces frames itself instead (see _grab).
-            playback.pause()
-            playback.set_real_time(False)
-            playback.resume()
             self._pace = None
         self._align = None
         if self.config.depth:
@@ -511,10 +516,8 @@ class RealSenseCamera(Camera):
         time.sleep(max(0.0, due - time.monotonic()))
 
     def _close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped by a lost device
             self._pipeline.stop()
-        except RuntimeError:  # already stopped by a lost device
-            pass
         self._pipeline = self._align = self._color_profile = self._held = None
 
 
@@ -560,8 +563,9 @@ class OpenCVCamera(Camera):
         config = self.config
         if config.fourcc:
             capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*config.fourcc))
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, config.width), (cv2.CAP_PROP_FRAME_HEIGHT, config.height),
-                            (cv2.CAP_PROP_FPS, config.fps)):  # fmt: skip
+        settings = ((cv2.CAP_PROP_FRAME_WIDTH, config.width), (cv2.CAP_PROP_FRAME_HEIGHT, config.height),
+                    (cv2.CAP_PROP_FPS, config.fps))  # fmt: skip
+        for prop, value in settings:
             if value:
                 capture.set(prop, value)
         self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -573,7 +577,9 @@ class OpenCVCamera(Camera):
         if wrong:
             capture.release()
             got = ", ".join(f"{k} {v[1]:g} for {v[0]:g}" for k, v in wrong.items())
-            raise CameraSettingsError(f"{self}: the device gives {got}: choose a mode it has (v4l2-ctl --list-formats-ext)")
+            raise CameraSettingsError(
+                f"{self}: the device gives {got}: choose a mode it has (v4l2-ctl --list-formats-ext)"
+            )
         self._capture = capture
         self._count = 0
 
@@ -604,8 +610,6 @@ def make_camera(config: DeviceConfig) -> Camera:
 def find_cameras() -> list[dict[str, str]]:
     """Every RealSense and OpenCV video device that could be opened now."""
     found = OpenCVCamera.find_cameras()
-    try:
+    with contextlib.suppress(CameraError):  # no pyrealsense2: OpenCV devices only
         found = RealSenseCamera.find_cameras() + found
-    except CameraError:  # no pyrealsense2: OpenCV devices only
-        pass
     return found

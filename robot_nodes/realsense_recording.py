@@ -28,10 +28,12 @@ def write_recording(
     intrinsics: CameraInfo,
     fps: int = 30,
     depth_scale_m: float = 0.001,
+    numbers: Sequence[int] | None = None,
 ) -> list[float]:
     """Record RGB uint8 [H, W, 3] colour frames (and uint16 depth in `depth_scale_m` units, already
-    aligned: identity extrinsics, the same intrinsics) with device timestamps 1/fps apart on the
-    hardware clock, numbered from 0. Returns the device timestamps (ms)."""
+    aligned: identity extrinsics, the same intrinsics) on the hardware clock. Frame i has number
+    `numbers[i]` (default i) and device time FIRST_TIMESTAMP_MS + number / fps, so a repeated
+    number records a device that sent one frame twice. Returns the device timestamps (ms)."""
     rs = load_pyrealsense2()
     height, width = colors[0].shape[:2]
     if tuple(intrinsics.image_size) != (width, height):
@@ -65,12 +67,12 @@ def write_recording(
         sensor.open(profile)
         sensor.start(syncer)
     timestamps, keep_alive = [], []  # librealsense reads the pixels after on_video_frame returns
-    for number in range(len(colors)):
+    for index, number in enumerate(range(len(colors)) if numbers is None else numbers):
         timestamp = FIRST_TIMESTAMP_MS + number * 1000.0 / fps
         for sensor, profile, (_, kind, _, bpp, images) in zip(sensors, profiles, streams, strict=True):
-            pixels = np.ascontiguousarray(images[number], dtype=np.uint8 if bpp == 3 else np.uint16)
+            pixels = np.ascontiguousarray(images[index], dtype=np.uint8 if bpp == 3 else np.uint16)
             if pixels.shape[:2] != (height, width):
-                raise ValueError(f"frame {number} of {kind} is {pixels.shape}, expected {height}x{width}")
+                raise ValueError(f"frame {index} of {kind} is {pixels.shape}, expected {height}x{width}")
             keep_alive.append(pixels)
             frame = rs.software_video_frame()
             frame.pixels, frame.bpp, frame.stride = pixels, bpp, width * bpp
