@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -42,14 +42,15 @@ from robot_nodes.cameras import (
     make_camera,
 )
 
-# Fast DDS sends best-effort samples above this size through shared memory only, and drops them
-# there (STACK.md: 640x480 rgb8 arrives 0/120); reliable delivery fragments and resends them.
-BEST_EFFORT_MAX_BYTES = 512 * 1024
-
 
 @dataclass
 class CameraNodeConfig:
     """`aps-camera` settings: one ROS parameter per leaf (e.g. `realsense.serial_number`)."""
+
+    # The device is opened with these: changing one needs a restart, so they are read-only parameters.
+    READ_ONLY: ClassVar[tuple[str, ...]] = (
+        "camera_name", "type", "realsense", "recording", "opencv", "camera_info_path", "image_reliability",
+    )  # fmt: skip
 
     camera_name: str = "camera"  # topic and frame prefix, as realsense-ros's camera_name
     type: Literal["realsense", "recording", "opencv"] = "realsense"  # which device section is used
@@ -81,6 +82,11 @@ class CameraNodeConfig:
     @property
     def device(self) -> DeviceConfig:
         return getattr(self, self.type)
+
+    @property
+    def depth(self) -> bool:
+        """Whether aligned depth is published (OpenCV devices have none)."""
+        return getattr(self.device, "depth", False)
 
     @property
     def color_frame_id(self) -> str:
