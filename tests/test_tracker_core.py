@@ -163,3 +163,14 @@ def test_latest_slot_keeps_only_the_newest() -> None:
     assert slot.take(0.01) is None
     slot.close()
     assert slot.take(None) is None  # closed: returns at once
+
+
+def test_example_parameters_load_into_the_configs() -> None:
+    from apsconfig import load_config, parse_yaml
+    from robot_nodes.camera_core import CameraNodeConfig
+
+    document = parse_yaml((Path(__file__).parents[1] / "launch/params/sensors.yaml").read_text())
+    camera = load_config(CameraNodeConfig, document["camera"]["ros__parameters"])
+    assert camera.type == "realsense" and camera.realsense.depth and camera.camera_name == "side"
+    tracker = load_config(TrackerNodeConfig, document["privileged_tracker"]["ros__parameters"])
+    assert tracker.aruco.object_offset_m == [0.0, 0.0, -0.025] and tracker.image_topic == "side/color/image_raw"
