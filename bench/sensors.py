@@ -85,11 +85,11 @@ def camera(folder: Path, frames: int, width: int, height: int) -> dict:
     rclpy.init()
     node = rclpy.create_node("bench_camera_probe")
     latencies: list[float] = []
-    node.create_subscription(
-        Image, "bench/color/image_raw",
-        lambda msg: latencies.append((node.get_clock().now().nanoseconds - from_time(msg.header.stamp)) / 1e6),
-        sensor_qos(reliable=True),
-    )  # fmt: skip
+
+    def received(msg: Image) -> None:
+        latencies.append((node.get_clock().now().nanoseconds - from_time(msg.header.stamp)) / 1e6)
+
+    node.create_subscription(Image, "bench/color/image_raw", received, sensor_qos(reliable=True))
     executable = Path(sys.executable).parent / "aps-camera"
     process = subprocess.Popen(
         [str(executable), "--ros-args", "--params-file", str(folder / "camera.yaml")],

@@ -173,4 +173,5 @@ def test_example_parameters_load_into_the_configs() -> None:
     camera = load_config(CameraNodeConfig, document["camera"]["ros__parameters"])
     assert camera.type == "realsense" and camera.realsense.depth and camera.camera_name == "side"
     tracker = load_config(TrackerNodeConfig, document["privileged_tracker"]["ros__parameters"])
-    assert tracker.aruco.object_offset_m == [0.0, 0.0, -0.025] and tracker.image_topic == "side/color/image_raw"
+    assert tracker.aruco.object_offset_m == [0.0, 0.0, -0.025]
+    assert tracker.image_topic == "side/color/image_raw"

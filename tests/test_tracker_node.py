@@ -34,18 +34,20 @@ def test_aruco_tracker_node_over_dds(scene: TrackerScene, tmp_path: Path) -> Non
     params = write_params(tmp_path / "tracker.yaml", "privileged_tracker", {
         "source": "aruco", "image_topic": "side/color/image_raw",
         "camera_info_path": str(info), "extrinsics_path": str(extrinsics),
-        "aruco": {"marker_id": MARKER_ID, "marker_length_m": MARKER_LENGTH, "object_offset_m": [0.0, 0.0, -CUBE_HALF]},
+        "aruco": {"marker_id": MARKER_ID, "marker_length_m": MARKER_LENGTH,
+                  "object_offset_m": [0.0, 0.0, -CUBE_HALF]},
     })  # fmt: skip
     views = [(scene.render(x, y, yaw), scene.object_position()) for x, y, yaw in POSES[:3]]
     hidden = scene.render(*POSES[0], marker=False)
     poses, vectors, transforms = {}, {}, []
     with probe("tracker_probe") as node:
         images = node.create_publisher(Image, "side/color/image_raw", sensor_qos(reliable=True))
+        reliable = sensor_qos(reliable=True)
         node.create_subscription(
-            PoseStamped, "object_pose", lambda m: poses.__setitem__(from_time(m.header.stamp), m), sensor_qos(True)
+            PoseStamped, "object_pose", lambda m: poses.__setitem__(from_time(m.header.stamp), m), reliable
         )
         node.create_subscription(
-            Float32MultiArray, "privileged", lambda m: vectors.__setitem__(*vectors_from_msg(m)), sensor_qos(True)
+            Float32MultiArray, "privileged", lambda m: vectors.__setitem__(*vectors_from_msg(m)), reliable
         )
         node.create_subscription(
             TransformStamped, "/privileged_tracker/static_transform", transforms.append, latched_qos()
@@ -53,7 +55,8 @@ def test_aruco_tracker_node_over_dds(scene: TrackerScene, tmp_path: Path) -> Non
         log = tmp_path / "tracker.log"
         process = start("aps-privileged-tracker", params, log)
         try:
-            assert spin_until(node, lambda: images.get_subscription_count() > 0 and transforms, 30), log.read_text()
+            ready = lambda: images.get_subscription_count() > 0 and transforms  # noqa: E731
+            assert spin_until(node, ready, 30), log.read_text()
 
             def send(image: np.ndarray, stamp: int) -> None:
                 images.publish(image_to_msg(image, stamp, CAMERA_FRAME))
