@@ -11,9 +11,9 @@ publishes, under realsense-ros's names:
 
 Device time -> ROS time: an offset fixed at the first frame (ROS now minus device time), as
 realsense-ros does, so stamp differences are the device's own. The offset absorbs the first frame's
-transport latency. When the mapped stamp drifts from ROS now by more than `max_clock_drift_s`
-(clock drift over hours, a device reset, a stall) the offset is set again at that frame and a
-warning says so; stamps are therefore within `max_clock_drift_s` of arrival time.
+transport latency. When the mapped stamps stay more than `max_clock_drift_s` from ROS now for
+DRIFT_FRAMES frames in a row (the device clock drifting over hours, ROS time jumping), the offset is
+set again at that frame and a warning says so; a frame or two delayed by load moves nothing.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ class CameraNodeConfig:
     # `aps-calibrate intrinsics` camera_info YAML of the colour stream; "" uses the device's own
     # calibration (a RealSense's factory intrinsics) and publishes no CameraInfo for other devices
     camera_info_path: str = ""
-    max_clock_drift_s: float = 0.05  # stamps further than this from ROS now re-anchor device time
+    max_clock_drift_s: float = (
+        0.05  # stamps this far from ROS now for 5 frames in a row re-anchor device time
+    )
     retry_initial_s: float = 0.5  # first wait before reconnecting a missing or lost device
     retry_max_s: float = 10.0  # the wait doubles up to this
     # image QoS: reliable delivers images of any size to reliable and best-effort subscribers;
@@ -113,26 +115,32 @@ class Log(Protocol):
     def error(self, message: str) -> object: ...
 
 
+DRIFT_FRAMES = 5  # frames in a row off by more than max_clock_drift_s before the offset is set again
+
+
 class FrameClock:
     """Device time (ns) -> ROS time (ns): an offset fixed at the first frame, set again when the
-    mapped stamp is more than `max_drift_ns` from ROS now."""
+    mapped stamps stay more than `max_drift_ns` from ROS now for DRIFT_FRAMES frames."""
 
     def __init__(self, max_drift_s: float) -> None:
         self.max_drift_ns = round(max_drift_s * 1e9)
         self.offset_ns: int | None = None
+        self.off_frames = 0
         self.reanchors = 0
 
     def reset(self) -> None:
         """A new device session: its clock starts anew."""
         self.offset_ns = None
+        self.off_frames = 0
 
     def stamp(self, device_time_ns: int, now_ns: int) -> tuple[int, bool]:
         """The ROS stamp of a frame, and whether the offset had to be set again (drift)."""
-        drifted = (
-            self.offset_ns is not None and abs(device_time_ns + self.offset_ns - now_ns) > self.max_drift_ns
-        )
+        off = self.offset_ns is not None and abs(device_time_ns + self.offset_ns - now_ns) > self.max_drift_ns
+        self.off_frames = self.off_frames + 1 if off else 0
+        drifted = self.off_frames >= DRIFT_FRAMES
         if self.offset_ns is None or drifted:
             self.offset_ns = now_ns - device_time_ns
+            self.off_frames = 0
             self.reanchors += drifted
         return device_time_ns + self.offset_ns, drifted
 
@@ -213,8 +221,8 @@ class CameraStream:
             self.camera.disconnect()
             return None
         except CameraError as err:
-            self._failed(err)
             self.camera.disconnect()
+            self._failed(err)
             return None
         return self._stamp(frame)
 

@@ -158,14 +158,20 @@ def test_stream_maps_device_time_to_ros_time(recording: Path) -> None:
     assert stream.next() is None  # ended: nothing more, no reconnect
 
 
-def test_frame_clock_offset_is_fixed_and_reanchors_on_drift() -> None:
+def test_frame_clock_offset_is_fixed_and_reanchors_on_lasting_drift() -> None:
+    ms = 1_000_000
     clock = FrameClock(max_drift_s=0.05)
-    assert clock.stamp(1_000, 5_000_000_000) == (5_000_000_000, False)
-    # 20 ms of transport jitter keeps the first frame's offset.
-    assert clock.stamp(33_000_000 + 1_000, 5_053_000_000) == (5_033_000_000, False)
-    # The device clock runs 100 ms slow: re-anchored at this frame.
-    stamp, drifted = clock.stamp(66_000_000 + 1_000, 5_166_000_000)
-    assert drifted and stamp == 5_166_000_000 and clock.reanchors == 1
+    assert clock.stamp(1_000, 5_000 * ms) == (5_000 * ms, False)
+    # 20 ms of transport jitter, then one frame 200 ms late (a load spike): the offset stays.
+    assert clock.stamp(33 * ms + 1_000, 5_053 * ms) == (5_033 * ms, False)
+    assert clock.stamp(66 * ms + 1_000, 5_266 * ms) == (5_066 * ms, False)
+    assert clock.stamp(99 * ms + 1_000, 5_100 * ms) == (5_099 * ms, False)  # on time again
+    # From frame 4 on the device clock is 100 ms behind ROS time: re-anchored at the 5th such frame.
+    for frame in range(4, 8):
+        assert clock.stamp(frame * 33 * ms + 1_000, 5_100 * ms + frame * 33 * ms)[1] is False
+    stamp, drifted = clock.stamp(8 * 33 * ms + 1_000, 5_100 * ms + 8 * 33 * ms)
+    assert drifted and stamp == 5_100 * ms + 8 * 33 * ms and clock.reanchors == 1
+    assert clock.stamp(9 * 33 * ms + 1_000, 5_100 * ms + 9 * 33 * ms) == (5_100 * ms + 9 * 33 * ms, False)
     clock.reset()
     assert clock.stamp(0, 7) == (7, False)
 

@@ -1,7 +1,8 @@
 """aps-privileged-tracker in its own process over DDS: fed rendered MuJoCo side-camera images (640x480,
 reliable) from the test, it publishes the cube's pose in the base frame within 1 cm, the labelled
 privileged vector, a lost flag without a pose, and the camera's static transform; a repeated image
-is not tracked again. The mocap source turns poses into the same vector and flags a silent source."""
+is not tracked again and a wrong encoding is refused with a log line. The mocap source turns poses
+into the same vector and flags a silent source."""
 
 from __future__ import annotations
 
@@ -70,6 +71,10 @@ def test_aruco_tracker_node_over_dds(scene: TrackerScene, tmp_path: Path) -> Non
             send(hidden, lost_stamp)
             assert spin_until(node, lambda: lost_stamp in vectors, 10)
             send(views[0][0], lost_stamp)  # the same stamp again: not newer, not tracked
+            gray = image_to_msg(
+                views[0][0][..., 0].copy(), node.get_clock().now().nanoseconds, CAMERA_FRAME, "mono8"
+            )
+            images.publish(gray)  # a wrong encoding: refused with a line naming the fix
             spin_until(node, lambda: False, 0.5)
         finally:
             status = stop(process)
@@ -86,8 +91,10 @@ def test_aruco_tracker_node_over_dds(scene: TrackerScene, tmp_path: Path) -> Non
         assert vector["object_visible"][0] == 1.0 and vector["track_quality"][0] > 0.5
     assert vectors[lost_stamp]["object_visible"][0] == 0.0 and not np.any(vectors[lost_stamp]["object_pose"])
     assert lost_stamp not in poses  # no pose, stale or new, while lost
-    assert len(vectors) == len(stamps) + 1  # the repeated image produced nothing
+    assert len(vectors) == len(stamps) + 1  # the repeated and the mono8 image produced nothing
     assert any("image dropped" in line and "not newer" in line for line in log_lines(log, "WARN"))
+    errors = log_lines(log, "ERROR")
+    assert len(errors) == 1 and "'mono8' is not accepted here; publish one of ['rgb8', 'bgr8']" in errors[0]
     transform = transforms[-1]
     assert (transform.header.frame_id, transform.child_frame_id) == ("base_link", CAMERA_FRAME)
     camera_position = scene.data.cam_xpos[scene.camera]
