@@ -9,16 +9,20 @@ Stamps are integer nanoseconds of ROS time. Conventions of the stack's own topic
   rides in a leading dimension labelled ``stamp`` whose size and stride hold the seconds and
   nanoseconds (as builtin_interfaces/Time does): a labelled vector synchronises like an Image.
 - Joint states: `sensor_msgs/JointState`, read back in the order of the names the reader asks for.
+- Episode events: `std_msgs/String` holding `EpisodeEvent` as JSON.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
+from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension, String
 
 from calibration.camera_info import CameraInfo as CalibratedCamera
 
@@ -98,7 +102,7 @@ def image_from_msg(msg: Image, expect: Sequence[str] = ("rgb8", "bgr8")) -> np.n
         )
     raw = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
     order = ">" if msg.is_bigendian else "<"
-    array = np.ascontiguousarray(raw).view(dtype.newbyteorder(order)).astype(dtype, copy=False)
+    array = raw.copy().view(dtype.newbyteorder(order)).astype(dtype, copy=False)  # writable, owned
     array = array.reshape(msg.height, msg.width, channels)
     if msg.encoding == "bgr8":
         return np.ascontiguousarray(array[..., ::-1])
@@ -215,3 +219,38 @@ def joint_state_arrays(msg: JointState, names: Sequence[str]) -> tuple[np.ndarra
         raise MessageError(f"joint_states has {len(msg.name)} names but {position.size} positions")
     velocity = np.asarray(msg.velocity, dtype=np.float64)
     return position[order], velocity[order] if velocity.size == len(msg.name) else None
+
+
+# --- episode events -----------------------------------------------------------------------------
+
+
+@dataclass
+class EpisodeEvent:
+    """An episode's start or end, as `std_msgs/String` JSON on `episode_events` (no custom
+    interfaces can be built from the PyPI wheels; JSON keeps the fields named and extensible).
+
+    `stamp_ns` is the stamp of the episode's first observation (start) or last one (end): frames
+    stamped at or after a start belong to that episode."""
+
+    kind: Literal["start", "end"]
+    episode: int  # counts from 0 in one run of the publisher
+    seed: int
+    stamp_ns: int
+    task: str = ""
+    steps: int = 0  # control steps taken (end)
+    success: bool = False  # (end)
+    truncated: bool = False  # ended by the step limit rather than by the task (end)
+
+    def to_msg(self) -> String:
+        return String(data=json.dumps(asdict(self)))
+
+    @staticmethod
+    def from_msg(msg: String) -> EpisodeEvent:
+        try:
+            fields = json.loads(msg.data)
+            event = EpisodeEvent(**fields)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise MessageError(f"episode event is not the stack's JSON ({err}): {msg.data[:80]!r}") from err
+        if event.kind not in ("start", "end"):
+            raise MessageError(f"episode event kind {event.kind!r} is not start or end")
+        return event

@@ -7,6 +7,7 @@ observation {"onboard": {...}, "privileged": {...}}.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -28,6 +29,37 @@ def random_small_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarra
     axis /= np.linalg.norm(axis)
     angle = np.deg2rad(rng.uniform(0.0, max_deg))
     return np.array([np.cos(angle / 2), *(np.sin(angle / 2) * axis)])
+
+
+@dataclass
+class EETarget:
+    """The commanded end-effector: grasp point position (base frame, metres), yaw and pitch."""
+
+    pos: np.ndarray
+    yaw: float
+    pitch: float
+
+
+def step_ee_target(
+    target: EETarget,
+    action: np.ndarray,
+    axes: tuple[str, ...],
+    workspace: tuple[np.ndarray, np.ndarray],
+    yaw_range: tuple[float, float],
+    pitch_range: tuple[float, float],
+) -> EETarget:
+    """The target after one end-effector action (the arm part of `action`, in [-1, 1], one value
+    per axis): EE_STEP metres or ANGLE_STEP radians at full action, clipped to the workspace and the
+    angle ranges. The sim's envs and the robot interface's joint-target path both integrate with it."""
+    pos, yaw, pitch = np.array(target.pos, dtype=np.float64), target.yaw, target.pitch
+    for axis, value in zip(axes, action, strict=False):
+        if axis == "yaw":
+            yaw = float(np.clip(yaw + ANGLE_STEP * value, *yaw_range))
+        elif axis == "pitch":
+            pitch = float(np.clip(pitch + ANGLE_STEP * value, *pitch_range))
+        else:
+            pos["xyz".index(axis)] += EE_STEP * value
+    return EETarget(np.clip(pos, *workspace), yaw, pitch)
 
 
 class ArmEnv(gym.Env):
@@ -143,6 +175,10 @@ class ArmEnv(gym.Env):
         if not self._started:
             raise RuntimeError(f"{self.task_name}: call reset() before step()")
         self._apply_action(self._check_action(action))
+        return self._advance()
+
+    def _advance(self) -> tuple[dict, float, bool, bool, dict]:
+        """Physics for one control step with the controls set, then the step's outcome."""
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)
         self.steps += 1
         success = bool(self._success())
@@ -180,14 +216,11 @@ class ArmEnv(gym.Env):
 
     def _apply_action(self, action: np.ndarray) -> None:
         if self.config.action_mode == "ee":
-            for axis, value in zip(self.ee_axes, action, strict=False):
-                if axis == "yaw":
-                    self.ee_yaw = float(np.clip(self.ee_yaw + ANGLE_STEP * value, *self.yaw_range))
-                elif axis == "pitch":
-                    self.ee_pitch = float(np.clip(self.ee_pitch + ANGLE_STEP * value, *self.pitch_range))
-                else:
-                    self.ee_pos["xyz".index(axis)] += EE_STEP * value
-            self.ee_pos = np.clip(self.ee_pos, *self.workspace)
+            target = step_ee_target(
+                EETarget(self.ee_pos, self.ee_yaw, self.ee_pitch), action, self.ee_axes,
+                self.workspace, self.yaw_range, self.pitch_range,
+            )  # fmt: skip
+            self.ee_pos, self.ee_yaw, self.ee_pitch = target.pos, target.yaw, target.pitch
             self._joint_target = self._ik()
         else:
             step = JOINT_STEP * action[: len(ARM_JOINTS)]
@@ -195,6 +228,25 @@ class ArmEnv(gym.Env):
         self.data.ctrl[: len(ARM_JOINTS)] = self._joint_target
         if self.has_gripper:  # absolute: -1 fully open, +1 fully closed
             self.data.ctrl[-1] = (1.0 - action[-1]) / 2 * FINGER_OPEN
+
+    def step_joint_targets(self, joints: Any, grip: float = -1.0) -> tuple[dict, float, bool, bool, dict]:
+        """One control step towards absolute arm joint targets (radians, clipped to the joint limits)
+        and a gripper command in [-1, 1] (-1 open): what a robot's position controllers receive. The
+        end-effector target of `step` is left alone."""
+        if not self._started:
+            raise RuntimeError(f"{self.task_name}: call reset() before step_joint_targets()")
+        targets = np.asarray(joints, dtype=np.float64)
+        if targets.shape != (len(ARM_JOINTS),) or not np.all(np.isfinite(targets)):
+            raise ValueError(
+                f"{self.task_name}: joint targets must be {len(ARM_JOINTS)} finite angles, got {joints}"
+            )
+        if not np.isfinite(grip):
+            raise ValueError(f"{self.task_name}: gripper command is not finite: {grip}")
+        self._joint_target = np.clip(targets, self._joint_low, self._joint_high)
+        self.data.ctrl[: len(ARM_JOINTS)] = self._joint_target
+        if self.has_gripper:
+            self.data.ctrl[-1] = (1.0 - float(np.clip(grip, -1.0, 1.0))) / 2 * FINGER_OPEN
+        return self._advance()
 
     def _observation(self) -> dict[str, dict[str, np.ndarray]]:
         onboard = {cam: self.render_camera(cam, self.config.image_size) for cam in self.onboard_cameras}

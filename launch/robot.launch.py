@@ -1,0 +1,12 @@
+"""Cameras + privileged tracker + robot interface on hardware.
+
+    ros2 launch active_perception_stack robot.launch.py --show-args
+
+The graph is described in robot_nodes/graphs.py, which `aps-launch robot` starts the same way.
+"""
+
+from robot_nodes.graphs import launch_description
+
+
+def generate_launch_description():
+    return launch_description("robot")

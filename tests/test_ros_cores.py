@@ -1,0 +1,243 @@
+"""The ROS-free cores and files of the graph (tier a): robot interface safety, kinematics on the
+shipped URDF, weights packets, episode events, graphs and their parameter YAML."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+import sim
+from apsconfig import load_config, parse_yaml
+from policies.config import NetworkConfig
+from policies.networks import Actor, ObsSpec
+from policies.weights import WeightsError, pack_actor_weights, unpack_actor_weights
+from robot_nodes.graphs import CONFIG, GRAPHS, GraphError, resolve
+from robot_nodes.kinematics import SIM_ARM_URDF, ArmKinematics, ee_rotation, ee_target_from_pose
+from robot_nodes.messages import EpisodeEvent
+from robot_nodes.robot_interface_core import Refused, RobotInterfaceConfig, RobotInterfaceCore
+from robot_nodes.sim_robot_core import SimRobotConfig
+from sim.scene import ARM_JOINTS, ik
+from sim.urdf import sim_arm_urdf
+
+MS = 1_000_000
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["robot_nodes.policy_core", "robot_nodes.robot_interface_core", "robot_nodes.sim_robot_core",
+     "robot_nodes.kinematics", "robot_nodes.graphs", "policies.weights"],
+)  # fmt: skip
+def test_cores_import_no_rclpy(module: str) -> None:
+    code = f"import sys, {module}; print('rclpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- the sim arm's URDF and pinocchio ------------------------------------------------------------
+
+
+def test_shipped_urdf_is_the_generated_one() -> None:
+    assert SIM_ARM_URDF.read_text() == sim_arm_urdf(), "regenerate: python -m sim.urdf > " + str(SIM_ARM_URDF)
+
+
+def test_pinocchio_fk_is_mujocos_grasp_site() -> None:
+    kinematics = ArmKinematics(SIM_ARM_URDF, ARM_JOINTS, "grasp")
+    env = sim.make("search-pick", sim.TaskConfig(image_size=16, randomize=False))
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        joints = rng.uniform(kinematics.lower, kinematics.upper)
+        env.data.qpos[env._arm_qpos] = joints
+        mujoco.mj_kinematics(env.model, env.data)
+        position, _ = kinematics.fk(joints)
+        np.testing.assert_allclose(position, env.grasp_point(), atol=1e-9)
+    env.close()
+
+
+def test_pinocchio_ik_agrees_with_the_sims_ik_within_1mm() -> None:
+    kinematics = ArmKinematics(SIM_ARM_URDF, ARM_JOINTS, "grasp")
+    rng = np.random.default_rng(1)
+    checked = 0
+    while checked < 100:
+        pos, yaw = rng.uniform([0.2, -0.35, 0.015], [0.5, 0.35, 0.35]), rng.uniform(-1.5, 1.5)
+        reference = ik(pos, -np.pi / 2, yaw)
+        if not reference.reachable or np.any(np.abs(reference.qpos) > kinematics.upper):
+            continue
+        start = reference.qpos + rng.normal(0.0, 0.1, 5)  # near, as the arm's current joints are
+        solution = kinematics.ik(pos, ee_rotation(pos, -np.pi / 2, yaw), start)
+        assert solution.converged
+        ours, theirs = kinematics.fk(solution.joints)[0], kinematics.fk(reference.qpos)[0]
+        assert np.linalg.norm(ours - theirs) < 1e-3
+        target = ee_target_from_pose(*kinematics.fk(solution.joints))
+        assert abs(target[1] - yaw) < 1e-6 and abs(target[2] + np.pi / 2) < 1e-6
+        checked += 1
+
+
+# --- the robot interface's safety ------------------------------------------------------------
+
+
+def interface(**overrides) -> RobotInterfaceCore:
+    core = RobotInterfaceCore(load_config(RobotInterfaceConfig, overrides))
+    core.on_joint_states(ik(np.array([0.36, 0.0, 0.28]), -np.pi / 2, 0.0).qpos)  # the sim's home
+    return core
+
+
+def test_twist_is_the_action_times_step_and_rate() -> None:
+    core = interface()
+    command = core.on_action(np.array([0.5, -0.25, 0.0, 1.0, 1.0]), 1000 * MS, 1010 * MS)
+    np.testing.assert_allclose(command.linear, [0.5 * 0.04 * 10, -0.25 * 0.04 * 10, 0.0])
+    np.testing.assert_allclose(command.angular, [0.0, 0.0, 0.25 * 10])
+    assert command.gripper == 0.0 and command.stamp_ns == 1000 * MS  # closed, the observation's stamp
+
+
+@pytest.mark.parametrize(
+    ("action", "stamp", "message"),
+    [
+        ([np.nan, 0, 0, 0, 0], 1000, "NaN or inf"),
+        ([1.5, 0, 0, 0, 0], 1000, r"outside \[-1, 1\]"),
+        ([0, 0, 0, 0], 1000, "4 values, expected 5"),
+        ([0, 0, 0, 0, 0], 700, "stale action: its observation is 310 ms old"),
+    ],
+)
+def test_bad_actions_are_refused_never_clipped(action, stamp: int, message: str) -> None:
+    core = interface()
+    with pytest.raises(Refused, match=message):
+        core.on_action(np.array(action, dtype=float), stamp * MS, 1010 * MS)
+    assert core.last_stamp is None and core.holding
+
+
+def test_out_of_order_actions_and_the_estop() -> None:
+    core = interface()
+    core.on_action(np.zeros(5), 1000 * MS, 1001 * MS)
+    with pytest.raises(Refused, match="out-of-order"):
+        core.on_action(np.zeros(5), 990 * MS, 1002 * MS)
+    hold = core.on_estop(True, 1003 * MS)
+    assert hold.hold and np.all(hold.linear == 0) and np.all(hold.angular == 0)
+    with pytest.raises(Refused, match="e-stop engaged"):
+        core.on_action(np.zeros(5), 1004 * MS, 1005 * MS)
+    assert core.on_estop(False, 1006 * MS) is None
+    assert not core.on_action(np.zeros(5), 1007 * MS, 1008 * MS).hold
+
+
+def test_watchdog_holds_once_when_actions_stop() -> None:
+    core = interface()
+    core.on_action(np.full(5, 0.5), 1000 * MS, 1001 * MS)
+    assert core.check_watchdog(1150 * MS) is None
+    hold = core.check_watchdog(1201 * MS)
+    assert hold is not None and hold.hold and np.all(hold.linear == 0)
+    assert core.check_watchdog(1300 * MS) is None  # already holding: the node repeats it at the rate
+
+
+def test_workspace_box_and_speed_limits() -> None:
+    core = interface(**{"workspace": {"low": [0.15, -0.4, -0.035], "high": [0.37, 0.4, 0.4]}})
+    command = core.on_action(np.array([1.0, 0.0, 0.0, 0.0, 0.0]), 1000 * MS, 1001 * MS)
+    position = core.kinematics.fk(core.measured)[0]
+    assert np.isclose(position[0] + command.linear[0] * 0.1, 0.37)  # stops at the wall, not 4 cm past it
+    fast = interface(max_linear_speed=0.2)
+    command = fast.on_action(np.array([1.0, 1.0, 0.0, 0.0, 0.0]), 1000 * MS, 1001 * MS)
+    assert np.isclose(np.linalg.norm(command.linear), 0.2)
+
+
+def test_joint_targets_follow_the_sims_integration_and_limits() -> None:
+    core = interface(output="joint_trajectory", max_joint_speed=0.5)
+    env = sim.make("search-pick", sim.TaskConfig(image_size=16, randomize=False))
+    env.reset(seed=0)
+    action = np.array([0.5, 0.5, -0.5, 0.4, 0.0])
+    command = core.on_action(action, 1000 * MS, 1001 * MS)
+    env.step(action.astype(np.float32))
+    step = 0.5 * 0.1  # rad per control step at 0.5 rad/s
+    assert np.all(np.abs(command.joints - core.measured) <= step + 1e-12)
+    free = interface(output="joint_positions")
+    command = free.on_action(action, 1000 * MS, 1001 * MS)
+    np.testing.assert_allclose(command.joints, env._joint_target, atol=2e-3)  # same target, other IK
+    env.close()
+
+
+# --- weights packets ----------------------------------------------------------------------------
+
+
+def small_actor(seed: int = 0, hidden: int = 16) -> tuple[Actor, ObsSpec]:
+    torch.manual_seed(seed)
+    spec = ObsSpec.from_arrays({"joints": np.zeros(6, np.float32)}, {"pos": np.zeros(3, np.float32)}, 5)
+    return Actor(spec, NetworkConfig(core_hidden=hidden, head_hidden=hidden, vector_hidden=8)), spec
+
+
+def test_weights_packets_are_checked() -> None:
+    actor, spec = small_actor()
+    newer, _ = small_actor(seed=1)
+    packet = pack_actor_weights(newer, 3, "search-pick", spec)
+    weights = unpack_actor_weights(packet, actor, "search-pick", current_version=2)
+    assert weights.version == 3 and weights.spec == spec
+    for name, tensor in newer.state_dict().items():
+        assert torch.equal(weights.tensors[name], tensor)
+    with pytest.raises(WeightsError, match="not newer than the running version 3"):
+        unpack_actor_weights(packet, actor, "search-pick", current_version=3)
+    with pytest.raises(WeightsError, match="for task 'search-pick', the policy runs 'tmaze'"):
+        unpack_actor_weights(packet, actor, "tmaze", current_version=0)
+    wide, _ = small_actor(hidden=32)
+    with pytest.raises(WeightsError, match="do not fit the running actor"):
+        unpack_actor_weights(pack_actor_weights(wide, 4, "search-pick", spec), actor, "search-pick", 0)
+    with torch.no_grad():
+        next(newer.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(WeightsError, match="non-finite values"):
+        unpack_actor_weights(pack_actor_weights(newer, 4, "search-pick", spec), actor, "search-pick", 0)
+    tampered = bytearray(packet)
+    tampered[-1] ^= 0xFF  # a flipped bit in the last tensor's bytes
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        unpack_actor_weights(bytes(tampered), actor, "search-pick", 0)
+    with pytest.raises(WeightsError, match="not a weights packet"):
+        unpack_actor_weights(b"garbage", actor, "search-pick", 0)
+
+
+def test_episode_events_round_trip() -> None:
+    event = EpisodeEvent("end", 3, 1_000_003, 123, "search-pick", 17, True, False)
+    assert EpisodeEvent.from_msg(event.to_msg()) == event
+
+
+# --- graphs and their YAML ----------------------------------------------------------------------
+
+
+def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path) -> None:
+    from robot_nodes.policy_core import PolicyNodeConfig
+
+    configs = {
+        "sim_robot": SimRobotConfig,
+        "robot_interface": RobotInterfaceConfig,
+        "policy": PolicyNodeConfig,
+    }
+    for graph in GRAPHS.values():
+        for robot in ("sim", "real"):
+            if not (graph.sim_nodes if robot == "sim" else graph.real_nodes):
+                continue
+            values = {"robot": robot} if any(a.name == "robot" for a in graph.arguments) else {}
+            for launch in resolve(graph, values):
+                document = parse_yaml(Path(launch.params_file).read_text())
+                section = document[launch.name]["ros__parameters"]
+                if launch.name in configs:
+                    extra = {"checkpoint": str(tmp_path)} if launch.name == "policy" else {}
+                    load_config(configs[launch.name], {**section, **extra})
+    sim_graph = resolve(GRAPHS["sim"], {"checkpoint": "/ck", "task": "blind-pick"})
+    assert [n.executable for n in sim_graph] == ["aps-sim-robot", "aps-policy", "aps-robot-interface"]
+    assert sim_graph[0].overrides == {"task": "blind-pick"}
+    assert sim_graph[1].overrides == {"checkpoint": "/ck", "task": "blind-pick"}
+    assert [n.executable for n in resolve(GRAPHS["robot"], {})] == [
+        "aps-camera", "aps-privileged-tracker", "aps-robot-interface",
+    ]  # fmt: skip
+    with pytest.raises(GraphError, match=r"no argument\(s\) \['checkpoint'\]"):
+        resolve(GRAPHS["robot"], {"checkpoint": "x"})
+    assert (CONFIG / "sim.yaml").is_file()
+
+
+def test_aps_launch_refuses_unknown_arguments() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "robot_nodes.launch_cli", "sim", "chekpoint:=x"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "no argument(s) ['chekpoint']" in out.stderr
