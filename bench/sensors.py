@@ -69,6 +69,7 @@ def camera(folder: Path, frames: int, width: int, height: int) -> dict:
     from robot_nodes.messages import from_time
     from robot_nodes.qos import sensor_qos
 
+    rclpy.init()  # before pyrealsense2 is loaded (cameras.load_pyrealsense2 says why)
     rng = np.random.default_rng(0)
     colours = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
     depths = [np.full((height, width), 1000, np.uint16) for _ in range(frames)]
@@ -82,7 +83,6 @@ def camera(folder: Path, frames: int, width: int, height: int) -> dict:
     }}}  # fmt: skip
     (folder / "camera.yaml").write_text(yaml.safe_dump(params))
 
-    rclpy.init()
     node = rclpy.create_node("bench_camera_probe")
     latencies: list[float] = []
 

@@ -31,6 +31,7 @@ from robot_nodes.qos import BEST_EFFORT_LIMIT_BYTES, latched_qos, sensor_qos
 
 class CameraNode(Node):
     def __init__(self) -> None:
+        # rclpy is initialised before the reader imports pyrealsense2 (see cameras.load_pyrealsense2).
         super().__init__("camera", **node_options())
         self.config = declare_config(self, CameraNodeConfig)
         self.stop = threading.Event()

@@ -137,14 +137,14 @@ class StreamFrame:
 
     data: np.ndarray
     number: int  # the device's frame counter
-    device_time_ns: int  # the device's timestamp (its own clock; see Camera docs)
+    device_time_ns: int  # the device's timestamp, on the clock its class names
     host_time_s: float  # time.monotonic() when the frame reached this process
 
 
 @dataclass(frozen=True)
 class Frame:
     color: StreamFrame  # RGB uint8 [H, W, 3]
-    depth: StreamFrame | None = None  # uint16 millimetres [H, W], aligned to colour; may repeat a number
+    depth: StreamFrame | None = None  # uint16 millimetres [H, W], aligned to colour; None: no depth frame
 
 
 # --- the interface ------------------------------------------------------------------------------
@@ -316,6 +316,9 @@ class Camera(abc.ABC):
 
 
 def load_pyrealsense2() -> Any:
+    """pyrealsense2, imported on first use. It carries its own Fast DDS (librealsense's DDS devices):
+    in a process that also runs ROS 2 nodes, initialise rclpy before this first import, or the
+    process crashes at exit (the first copy of Fast DDS loaded wins; seen with the kilted wheels)."""
     try:
         import pyrealsense2
     except ImportError as err:  # the wheel is in the `ros` extra; it needs libusb-1.0-0

@@ -17,6 +17,17 @@ import yaml
 VENV_BIN = Path(sys.executable).parent
 
 
+def load_ros_middleware_first() -> None:
+    """Load the ROS middleware (Fast DDS) into this process before pyrealsense2, which carries its own
+    copy: the other order crashes the process at exit (cameras.load_pyrealsense2)."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    rclpy.shutdown(context=context)
+
+
 def write_params(path: Path, node: str, values: dict) -> Path:
     path.write_text(yaml.safe_dump({node: {"ros__parameters": values}}))
     return path

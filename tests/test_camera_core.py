@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from sensor_node_helpers import load_ros_middleware_first
 
 from calibration.camera_info import CameraInfo, write_camera_info
 from robot_nodes.camera_core import Backoff, CameraNodeConfig, CameraStream, FrameClock, topic_names
@@ -43,6 +44,11 @@ def colour(i: int) -> np.ndarray:
 
 def depth(i: int) -> np.ndarray:
     return np.full((HEIGHT, WIDTH), 400 + 10 * i, np.uint16)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_middleware_before_pyrealsense2() -> None:
+    load_ros_middleware_first()
 
 
 @pytest.fixture(scope="module")

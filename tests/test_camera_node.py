@@ -10,7 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sensor_node_helpers import log_lines, probe, spin_until, start, stop, write_params
+from sensor_node_helpers import (
+    load_ros_middleware_first,
+    log_lines,
+    probe,
+    spin_until,
+    start,
+    stop,
+    write_params,
+)
 
 from calibration.camera_info import CameraInfo, write_camera_info
 from robot_nodes.realsense_recording import FIRST_TIMESTAMP_MS, write_recording
@@ -30,6 +38,11 @@ def colour(i: int) -> np.ndarray:
 
 def depth(i: int) -> np.ndarray:
     return np.full((HEIGHT, WIDTH), 1000 + i, np.uint16)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros_middleware_before_pyrealsense2() -> None:
+    load_ros_middleware_first()
 
 
 @pytest.fixture(scope="module")
