@@ -15,6 +15,7 @@ import time
 from functools import partial
 
 import numpy as np
+import torch
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, String, UInt8MultiArray
@@ -150,6 +151,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    torch.set_num_threads(1)  # batch-1 steps: a second thread costs more in handoffs than it gains
     return run_node(PolicyNode, args, "policy")
 
 
