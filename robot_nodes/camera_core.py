@@ -11,9 +11,11 @@ publishes, under realsense-ros's names:
 
 Device time -> ROS time: an offset fixed at the first frame (ROS now minus device time), as
 realsense-ros does, so stamp differences are the device's own. The offset absorbs the first frame's
-transport latency. When the mapped stamps stay more than `max_clock_drift_s` from ROS now for
-DRIFT_FRAMES frames in a row (the device clock drifting over hours, ROS time jumping), the offset is
-set again at that frame and a warning says so; a frame or two delayed by load moves nothing.
+transport latency. The offset is set again at a frame, with a warning, when that frame would be
+stamped more than `max_clock_drift_s` after ROS now (a stamp from the future: the first frame came
+late), or when DRIFT_FRAMES frames in a row (about a second) are stamped more than that before it
+(the device clock drifting over hours, ROS time jumping). Frames delayed by load move nothing: their
+stamps stay the device's.
 """
 
 from __future__ import annotations
@@ -60,9 +62,8 @@ class CameraNodeConfig:
     # `aps-calibrate intrinsics` camera_info YAML of the colour stream; "" uses the device's own
     # calibration (a RealSense's factory intrinsics) and publishes no CameraInfo for other devices
     camera_info_path: str = ""
-    max_clock_drift_s: float = (
-        0.05  # stamps this far from ROS now for 5 frames in a row re-anchor device time
-    )
+    # a stamp this far ahead of ROS now re-anchors device time, as do ~1 s of stamps this far behind
+    max_clock_drift_s: float = 0.05
     retry_initial_s: float = 0.5  # first wait before reconnecting a missing or lost device
     retry_max_s: float = 10.0  # the wait doubles up to this
     # image QoS: reliable delivers images of any size to reliable and best-effort subscribers;
@@ -115,12 +116,12 @@ class Log(Protocol):
     def error(self, message: str) -> object: ...
 
 
-DRIFT_FRAMES = 5  # frames in a row off by more than max_clock_drift_s before the offset is set again
+DRIFT_FRAMES = 30  # frames in a row stamped too early before the offset is set again
 
 
 class FrameClock:
-    """Device time (ns) -> ROS time (ns): an offset fixed at the first frame, set again when the
-    mapped stamps stay more than `max_drift_ns` from ROS now for DRIFT_FRAMES frames."""
+    """Device time (ns) -> ROS time (ns): an offset fixed at the first frame, set again when a stamp
+    is more than `max_drift_ns` ahead of ROS now, or DRIFT_FRAMES stamps in a row that far behind."""
 
     def __init__(self, max_drift_s: float) -> None:
         self.max_drift_ns = round(max_drift_s * 1e9)
@@ -135,9 +136,9 @@ class FrameClock:
 
     def stamp(self, device_time_ns: int, now_ns: int) -> tuple[int, bool]:
         """The ROS stamp of a frame, and whether the offset had to be set again (drift)."""
-        off = self.offset_ns is not None and abs(device_time_ns + self.offset_ns - now_ns) > self.max_drift_ns
-        self.off_frames = self.off_frames + 1 if off else 0
-        drifted = self.off_frames >= DRIFT_FRAMES
+        error = 0 if self.offset_ns is None else device_time_ns + self.offset_ns - now_ns
+        self.off_frames = self.off_frames + 1 if error < -self.max_drift_ns else 0
+        drifted = error > self.max_drift_ns or self.off_frames >= DRIFT_FRAMES
         if self.offset_ns is None or drifted:
             self.offset_ns = now_ns - device_time_ns
             self.off_frames = 0

@@ -16,7 +16,14 @@ import pytest
 from sensor_node_helpers import load_ros_middleware_first
 
 from calibration.camera_info import CameraInfo, write_camera_info
-from robot_nodes.camera_core import Backoff, CameraNodeConfig, CameraStream, FrameClock, topic_names
+from robot_nodes.camera_core import (
+    DRIFT_FRAMES,
+    Backoff,
+    CameraNodeConfig,
+    CameraStream,
+    FrameClock,
+    topic_names,
+)
 from robot_nodes.cameras import (
     CameraError,
     CameraNotFoundError,
@@ -165,19 +172,23 @@ def test_stream_maps_device_time_to_ros_time(recording: Path) -> None:
 
 
 def test_frame_clock_offset_is_fixed_and_reanchors_on_lasting_drift() -> None:
-    ms = 1_000_000
+    ms, period = 1_000_000, 33_000_000
     clock = FrameClock(max_drift_s=0.05)
     assert clock.stamp(1_000, 5_000 * ms) == (5_000 * ms, False)
-    # 20 ms of transport jitter, then one frame 200 ms late (a load spike): the offset stays.
-    assert clock.stamp(33 * ms + 1_000, 5_053 * ms) == (5_033 * ms, False)
-    assert clock.stamp(66 * ms + 1_000, 5_266 * ms) == (5_066 * ms, False)
-    assert clock.stamp(99 * ms + 1_000, 5_100 * ms) == (5_099 * ms, False)  # on time again
-    # From frame 4 on the device clock is 100 ms behind ROS time: re-anchored at the 5th such frame.
-    for frame in range(4, 8):
-        assert clock.stamp(frame * 33 * ms + 1_000, 5_100 * ms + frame * 33 * ms)[1] is False
-    stamp, drifted = clock.stamp(8 * 33 * ms + 1_000, 5_100 * ms + 8 * 33 * ms)
-    assert drifted and stamp == 5_100 * ms + 8 * 33 * ms and clock.reanchors == 1
-    assert clock.stamp(9 * 33 * ms + 1_000, 5_100 * ms + 9 * 33 * ms) == (5_100 * ms + 9 * 33 * ms, False)
+    # Transport jitter, then a frame 200 ms late (a load spike): the offset stays.
+    assert clock.stamp(period + 1_000, 5_053 * ms) == (5_033 * ms, False)
+    assert clock.stamp(2 * period + 1_000, 5_266 * ms) == (5_066 * ms, False)
+    assert clock.stamp(3 * period + 1_000, 5_100 * ms) == (5_099 * ms, False)  # on time again
+    # From frame 4 on the device clock is 100 ms behind ROS time: re-anchored after DRIFT_FRAMES frames.
+    for frame in range(4, 4 + DRIFT_FRAMES - 1):
+        assert clock.stamp(frame * period + 1_000, 5_100 * ms + frame * period)[1] is False
+    frame = 4 + DRIFT_FRAMES - 1
+    stamp, drifted = clock.stamp(frame * period + 1_000, 5_100 * ms + frame * period)
+    assert drifted and stamp == 5_100 * ms + frame * period and clock.reanchors == 1
+    # A stamp 60 ms in the future (the anchor frame itself came late): re-anchored at once.
+    frame += 1
+    stamp, drifted = clock.stamp(frame * period + 1_000, 5_040 * ms + frame * period)
+    assert drifted and stamp == 5_040 * ms + frame * period and clock.reanchors == 2
     clock.reset()
     assert clock.stamp(0, 7) == (7, False)
 
