@@ -11,11 +11,12 @@ publishes, under realsense-ros's names:
 
 Device time -> ROS time: an offset fixed at the first frame (ROS now minus device time), as
 realsense-ros does, so stamp differences are the device's own. The offset absorbs the first frame's
-transport latency. The offset is set again at a frame, with a warning, when that frame would be
-stamped more than `max_clock_drift_s` after ROS now (a stamp from the future: the first frame came
-late), or when DRIFT_FRAMES frames in a row (about a second) are stamped more than that before it
-(the device clock drifting over hours, ROS time jumping). Frames delayed by load move nothing: their
-stamps stay the device's.
+transport latency. The offset moves, with a warning, when a frame would be stamped more than
+`max_clock_drift_s` after ROS now (from the future: the first frame came late), to stamp it just
+after the previous frame, so stamps pull back toward ROS now by up to a frame period per frame and
+never go backwards; and when DRIFT_FRAMES frames in a row (about a second) are stamped more than
+that before ROS now (the device clock drifting over hours, ROS time jumping), to stamp it now. Frames
+delayed by load move nothing: their stamps stay the device's.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class CameraNodeConfig:
     # The device is opened with these: changing one needs a restart, so they are read-only parameters.
     READ_ONLY: ClassVar[tuple[str, ...]] = (
         "camera_name", "type", "realsense", "recording", "opencv", "camera_info_path", "image_reliability",
+        "image_queue",
     )  # fmt: skip
 
     camera_name: str = "camera"  # topic and frame prefix, as realsense-ros's camera_name
@@ -69,6 +71,9 @@ class CameraNodeConfig:
     # image QoS: reliable delivers images of any size to reliable and best-effort subscribers;
     # best_effort (sensor data) suits small images only (Fast DDS drops best-effort images over ~512 KB)
     image_reliability: Literal["reliable", "best_effort"] = "reliable"
+    # keep-last depth of the image topics: how far (in frames) a slow reliable subscriber, e.g. a
+    # recorder, may fall behind before it loses the oldest (10 = 1/3 s at 30 fps; ~1 MB per frame)
+    image_queue: int = 10
     wait_for_subscriber_s: float = 0.0  # wait this long for a colour subscriber before opening the device
 
     def __post_init__(self) -> None:
@@ -79,6 +84,8 @@ class CameraNodeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be >= retry_initial_s")
+        if self.image_queue < 1:
+            raise ValueError(f"image_queue must be >= 1, got {self.image_queue}")
         if self.wait_for_subscriber_s < 0:
             raise ValueError(f"wait_for_subscriber_s must be >= 0, got {self.wait_for_subscriber_s}")
 
@@ -128,6 +135,7 @@ class FrameClock:
         self.offset_ns: int | None = None
         self.off_frames = 0
         self.reanchors = 0
+        self.last_stamp_ns = 0
 
     def reset(self) -> None:
         """A new device session: its clock starts anew."""
@@ -138,12 +146,16 @@ class FrameClock:
         """The ROS stamp of a frame, and whether the offset had to be set again (drift)."""
         error = 0 if self.offset_ns is None else device_time_ns + self.offset_ns - now_ns
         self.off_frames = self.off_frames + 1 if error < -self.max_drift_ns else 0
-        drifted = error > self.max_drift_ns or self.off_frames >= DRIFT_FRAMES
-        if self.offset_ns is None or drifted:
+        ahead, behind = error > self.max_drift_ns, self.off_frames >= DRIFT_FRAMES
+        if self.offset_ns is None or behind:
             self.offset_ns = now_ns - device_time_ns
+        elif ahead:
+            self.offset_ns = max(now_ns, self.last_stamp_ns + 1) - device_time_ns
+        if ahead or behind:
             self.off_frames = 0
-            self.reanchors += drifted
-        return device_time_ns + self.offset_ns, drifted
+            self.reanchors += 1
+        self.last_stamp_ns = device_time_ns + self.offset_ns
+        return self.last_stamp_ns, ahead or behind
 
 
 class Backoff:

@@ -9,12 +9,14 @@ Publishes realsense-ros's topics (`<camera>/color/image_raw` rgb8, `<camera>/col
 and with depth `<camera>/aligned_depth_to_color/image_raw` 16UC1 mm + its camera_info), frame id
 `<camera>_color_optical_frame`, stamps from device time (camera_core.py says how). Images are
 reliable by default: Fast DDS drops best-effort images over ~512 KB, and a reliable publisher also
-serves best-effort subscribers. camera_info is reliable and transient-local, published with every
+serves best-effort subscribers; keep-last `image_queue` (10) frames, so a slow subscriber loses the
+oldest frames instead of slowing the camera. camera_info is reliable and transient-local, published with every
 image. Reading runs in its own thread; the executor only serves parameters.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 
@@ -42,7 +44,8 @@ class CameraNode(Node):
         self.fatal_error = ""
 
         topics = topic_names(self.config.camera_name)
-        images = sensor_qos(reliable=self.config.image_reliability == "reliable")
+        images = copy.copy(sensor_qos(reliable=self.config.image_reliability == "reliable"))
+        images.depth = self.config.image_queue
         self.color = self.create_publisher(Image, topics["color"], images)
         self.color_info = self.create_publisher(CameraInfo, topics["color_info"], latched_qos())
         self.depth = self.depth_info = None

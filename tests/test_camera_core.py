@@ -185,10 +185,14 @@ def test_frame_clock_offset_is_fixed_and_reanchors_on_lasting_drift() -> None:
     frame = 4 + DRIFT_FRAMES - 1
     stamp, drifted = clock.stamp(frame * period + 1_000, 5_100 * ms + frame * period)
     assert drifted and stamp == 5_100 * ms + frame * period and clock.reanchors == 1
-    # A stamp 60 ms in the future (the anchor frame itself came late): re-anchored at once.
-    frame += 1
-    stamp, drifted = clock.stamp(frame * period + 1_000, 5_040 * ms + frame * period)
-    assert drifted and stamp == 5_040 * ms + frame * period and clock.reanchors == 2
+    # Device time 60 ms ahead of ROS time (as when the anchor frame came late): the next stamp goes
+    # just after the previous one instead of 60 ms ahead, never backwards; then the device's intervals.
+    stamps = [stamp]
+    for later in range(frame + 1, frame + 4):
+        stamps.append(clock.stamp(later * period + 1_000, 5_040 * ms + later * period)[0])
+    assert stamps[1] == stamps[0] + 1  # pulled back by a period: 27 ms ahead, within the bound
+    assert stamps[2] == stamps[1] + period and stamps[3] == stamps[2] + period
+    assert clock.reanchors == 2
     clock.reset()
     assert clock.stamp(0, 7) == (7, False)
 

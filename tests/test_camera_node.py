@@ -70,6 +70,7 @@ def test_recording_plays_through_the_node_frame_by_frame(
         "camera_name": "side", "type": "recording", "camera_info_path": str(info_path),
         "recording": {"path": str(path), "depth": True, "warmup_frames": WARMUP},
         "wait_for_subscriber_s": 30.0,  # play from the first frame once the probe listens
+        "image_queue": FRAMES,  # as for a recorder: every frame kept for a slow subscriber
     })  # fmt: skip
     received: dict[str, list] = {"color": [], "color_info": [], "depth": [], "depth_info": []}
     # Like a recorder that wants every frame: reliable, with a history deep enough for a busy reader.

@@ -71,6 +71,7 @@ def test_aruco_tracker_node_over_dds(scene: TrackerScene, tmp_path: Path) -> Non
             send(hidden, lost_stamp)
             assert spin_until(node, lambda: lost_stamp in vectors, 10)
             send(views[0][0], lost_stamp)  # the same stamp again: not newer, not tracked
+            assert spin_until(node, lambda: "not newer" in log.read_text(), 10)
             gray = image_to_msg(
                 views[0][0][..., 0].copy(), node.get_clock().now().nanoseconds, CAMERA_FRAME, "mono8"
             )
