@@ -26,16 +26,7 @@ from policies.weights import WeightsError, unpack_actor_weights
 from sim.pretrain import PRESETS, PretrainConfig
 from tests.test_learner import make_episode, small_config
 
-
-@pytest.fixture(autouse=True)
-def seeded_torch() -> None:
-    torch.manual_seed(0)
-
-
-@pytest.fixture
-def episodes() -> list[Episode]:
-    rng = np.random.default_rng(0)
-    return [make_episode(i, steps, rng) for i, steps in enumerate((3, 9, 20, 14))]
+pytestmark = pytest.mark.usefixtures("seeded_torch")
 
 
 def last_transition_batch(episode: Episode) -> dict:
