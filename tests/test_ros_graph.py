@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def launch_sim_graph(tmp_path, checkpoint, env_config, seeds, output="twist", lo
         tmp_path / f"graph-{output}.yaml",
         {
             "sim_robot": {"task": TASK, "env": env, "lockstep": lockstep, "command_input": command_input,
-                          "seeds": seeds, "max_episodes": len(seeds), **extra.get("sim_robot", {})},
+                          "seeds": seeds, "max_episodes": len(seeds), "autostart": not lockstep,
+                          **extra.get("sim_robot", {})},
             "policy": {"task": TASK, "sampling": "component", "seed": 0, "reliable_sensors": lockstep,
                        "max_frame_age": 0.5, **extra.get("policy", {})},
             "robot_interface": {"output": output, "control_hz": env_config.control_hz,
@@ -96,9 +98,28 @@ class GraphProbe:
         self.events: list[EpisodeEvent] = []
         self.actions: list[tuple[int, dict]] = []
         self.node.create_subscription(String, "episode_events", self.on_event, latched_qos(10))
-        self.node.create_subscription(
+        self.action_reader = self.node.create_subscription(
             Float32MultiArray, "action", lambda m: self.actions.append(vectors_from_msg(m)), command_qos(100)
         )
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the first episode of a graph launched with autostart off, once this probe's reader is
+        matched to the policy's writer (an action sent before that would be lost to it) and the
+        lockstep graph is connected (the reset service says so)."""
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, "sim_robot/reset")
+        heard = lambda: self.action_reader.get_publisher_count() > 0 and client.service_is_ready()  # noqa: E731
+        assert spin_until(self.node, heard, timeout), "the graph's policy and sim robot never came up"
+        deadline, answers = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            future = client.call_async(Trigger.Request())
+            assert spin_until(self.node, future.done, 10)
+            answers.append(future.result().message)
+            if future.result().success:
+                return
+            spin_until(self.node, lambda: False, 0.2)
+        raise AssertionError(f"the sim robot never started: {answers[-1:]}")
 
     def on_event(self, msg) -> None:
         event = EpisodeEvent.from_msg(msg)
@@ -109,7 +130,8 @@ class GraphProbe:
         """The first `count` episodes' end events and actions, grouped per episode by stamp."""
         ended = lambda: sum(e.kind == "end" for e in self.events)  # noqa: E731
         assert spin_until(self.node, lambda: ended() >= count, timeout), (
-            f"the graph finished {ended()} of {count} episodes"
+            f"the graph finished {ended()} of {count} episodes; {len(self.actions)} actions, the last "
+            f"stamped {self.actions[-1][0] if self.actions else None}; events {self.events[-2:]}"
         )
         starts = {e.episode: e for e in self.events if e.kind == "start"}
         episodes = []
@@ -129,7 +151,8 @@ def test_parity_on_the_twist_path(trained, ros, tmp_path) -> None:
     probe = GraphProbe(ros)
     process, log = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS)
     try:
-        episodes = probe.episodes(len(SEEDS), timeout=90)
+        probe.start()
+        episodes = probe.episodes(len(SEEDS), timeout=180)
     finally:
         probe.close()
         stop(process)
@@ -146,7 +169,8 @@ def test_joint_target_path_through_pinocchio(trained, ros, tmp_path) -> None:
     probe = GraphProbe(ros)
     process, _ = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS, output="joint_trajectory")
     try:
-        episodes = probe.episodes(len(SEEDS), timeout=90)
+        probe.start()
+        episodes = probe.episodes(len(SEEDS), timeout=180)
     finally:
         probe.close()
         stop(process)

@@ -112,9 +112,12 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         runner.generator.manual_seed(draw_seed(0, episode_seed))
         return [runner.act(obs["onboard"]) for _ in range(steps)]
 
-    def episode(index: int, seed: int, steps: int) -> list[np.ndarray]:
+    def episode(index: int, seed: int, steps: int, horizon_ns: int = 0) -> list[np.ndarray]:
+        """Frames 1 us apart; the episode owns stamps up to its last frame (or `horizon_ns` on), so
+        the policy places each frame by its stamp, whether the start event comes first or not."""
         stamp = now()
-        events.publish(EpisodeEvent("start", index, seed, stamp, TASK).to_msg())
+        until = stamp + max((steps - 1) * 1000, horizon_ns)
+        events.publish(EpisodeEvent("start", index, seed, stamp, TASK, until_ns=until).to_msg())
         first = len(actions)
         for step in range(steps):
             frames(stamp + step * 1000)
@@ -150,7 +153,9 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         learner.actor.load_state_dict(good)
         publish_weights(weights, learner.actor, 4, TASK, card.spec)
         assert spin_until(node, lambda: "weights version 4 accepted" in log.read_text(), 10)
-        np.testing.assert_allclose(episode(2, 13, 2), reference(good, 13, 2), atol=1e-5)
+        # (this episode owns the next 100 s of stamps: the frames below are its)
+        acted = episode(2, 13, 2, horizon_ns=100 * 10**9)
+        np.testing.assert_allclose(acted, reference(good, 13, 2), atol=1e-5)
 
         # out-of-order and stale frames and a wrong encoding are not acted on
         count = len(actions)
