@@ -188,8 +188,8 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
     """Wall clock at 50 Hz; a policy that moves the arm sideways at 10 cm/s is killed; the robot
     interface's watchdog (200 ms) must hold the arm, seen on the sim's joint velocities."""
     import torch
-    from geometry_msgs.msg import TwistStamped
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float32MultiArray
 
     from policies.checkpoint import load_learner, save_checkpoint
     from robot_nodes.qos import command_qos, sensor_qos
@@ -206,22 +206,21 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
         means[:, 1] = -5.0  # log std
     mover = save_checkpoint(learner, tmp_path / "mover", TASK, version=1)
     env_config = dataclasses.replace(cfg.env, control_hz=50.0, max_episode_steps=100_000)
+    timeout = 0.2
     process, log = launch_sim_graph(
         tmp_path, mover, env_config, [0], lockstep=False,
-        extra={"policy": {"max_frame_age": 0.2}, "robot_interface": {"watchdog_timeout": 0.2}},
+        extra={"policy": {"max_frame_age": 0.2}, "robot_interface": {"watchdog_timeout": timeout}},
     )  # fmt: skip
     node = ros.create_node("kill_probe")
-    samples, holds = [], []
+    samples, action_stamps = [], []
 
     def on_joints(msg: JointState) -> None:
         samples.append((from_time(msg.header.stamp), np.abs(joint_state_arrays(msg, ARM_JOINTS)[1]).max()))
 
     node.create_subscription(JointState, "joint_states", on_joints, sensor_qos())
     node.create_subscription(
-        TwistStamped, "servo_node/delta_twist_cmds",
-        lambda m: holds.append(node.get_clock().now().nanoseconds) if m.twist.linear.y == 0.0 else None,
-        command_qos(100),
-    )  # fmt: skip
+        Float32MultiArray, "action", lambda m: action_stamps.append(vectors_from_msg(m)[0]), command_qos(100)
+    )
     try:
         moving = spin_until(node, lambda: len(samples) > 20 and all(v > 0.1 for _, v in samples[-10:]), 60)
         assert moving, f"the arm never moved steadily: {samples[-10:]}\n{log.read_text()[-3000:]}"
@@ -232,19 +231,21 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
     finally:
         node.destroy_node()
         stop(process)
+    last_action = max(action_stamps)  # of the last observation the dead policy acted on
     before = np.median([speed for stamp, speed in samples if stamp <= killed][-10:])
     after = [(stamp, speed) for stamp, speed in samples if stamp > killed]
-    braking = next(stamp for stamp, speed in after if speed < 0.5 * before)
+    # A joint velocity is the mean over the sim's 20 ms step that ends at its stamp: the first step
+    # the hold acts in is the first one slower than the steady move (the position servos then brake
+    # by about a third per step, so "half speed" would come two steps later: the arm's dynamics).
+    held = next(stamp for stamp, speed in after if speed < 0.9 * before)
     still = next(after[i][0] for i in range(len(after)) if all(v < 0.01 for _, v in after[i:]))
-    hold_s = (min(h for h in holds if h > killed) - killed) / 1e9
-    brake_s, still_s = (braking - killed) / 1e9, (still - killed) / 1e9
+    held_s, still_s = (held - last_action) / 1e9, (still - held) / 1e9
     print(
-        f"kill -9 -> hold {hold_s * 1e3:.0f} ms, braking {brake_s * 1e3:.0f} ms, still {still_s * 1e3:.0f} ms"
+        f"kill -9 {(killed - last_action) / 1e6:.0f} ms after the last action's observation; hold acting "
+        f"{held_s * 1e3:.0f} ms after it, the arm still {still_s * 1e3:.0f} ms later"
     )
-    # The watchdog counts 200 ms from the last action's camera stamp (<= 20 ms before the kill at
-    # 50 Hz) and looks every 10 ms; the sim applies the hold at its next 20 ms step, where the
-    # joints (position servos) start braking: their velocity halves within that step. How long
-    # they then take to come to rest is the arm's own dynamics, not the interface's.
-    assert hold_s <= 0.2 + 0.04
-    assert brake_s <= 0.2 + 0.04 + 0.02
-    assert still_s <= brake_s + 0.3
+    # The watchdog counts `timeout` from the last action's observation stamp and looks every 10 ms;
+    # the sim applies the hold at its next 20 ms tick; 40 ms for the timers of three processes on a
+    # loaded two-core machine (measured 240-260 ms here at load average 5).
+    assert held_s <= timeout + 0.01 + 0.02 + 0.04
+    assert still_s <= 0.3  # then the arm's own braking, not the interface
