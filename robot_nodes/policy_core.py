@@ -26,8 +26,9 @@ import numpy as np
 
 from policies.checkpoint import load_policy
 from policies.config import ActionSampling
+from policies.images import fit_image
 from policies.weights import WeightsError, unpack_actor_weights
-from robot_nodes.messages import stale_reason
+from robot_nodes.messages import MessageError, stale_reason
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
 
 JOINTS_KEY = "joints"
@@ -76,6 +77,10 @@ class PolicyNodeConfig:
     control_hz: float = 10.0  # ticks per second when act_on is timer
     sync_tolerance: float = 0.01  # seconds: the most the stamps of one frame set may differ
     max_frame_age: float = 0.2  # seconds: older frame sets are stale and never acted on
+    # crop_resize: a camera image of another size is centre-cropped to the checkpoint's aspect ratio
+    # and resized to its size (policies.images.fit_image: a 640x480 RealSense feeds an 84x84 policy);
+    # exact: such an image is refused
+    image_fit: Literal["crop_resize", "exact"] = "crop_resize"
     episodes_from_events: bool = True  # false: one episode from the first frames (deploy without a recorder)
     startup_timeout: float = 10.0  # seconds to wait for a publisher on every needed topic
     reliable_sensors: bool = False  # reliable sensor QoS (lockstep graphs); else sensor-data QoS
@@ -246,6 +251,17 @@ class PolicyCore:
         if self.last_acted_ns is not None and stamp_ns <= self.last_acted_ns:
             return ""  # acted on it already
         return stale_reason("frames (the freshest complete set)", stamp_ns, now_ns, self.config.max_frame_age)
+
+    def fit(self, key: str, value: np.ndarray) -> np.ndarray:
+        """One onboard array as the policy takes it: a camera image fitted to the checkpoint's size
+        (`image_fit`); anything else must have the checkpoint's shape. MessageError if it cannot."""
+        spec = self.spec.onboard[key]
+        if spec.is_image and self.config.image_fit == "crop_resize" and value.ndim == len(spec.shape):
+            value = fit_image(value, spec.shape[:2])
+        if value.shape != spec.shape:
+            hint = " (set image_fit:=crop_resize to fit camera images)" if spec.is_image else ""
+            raise MessageError(f"{key} has shape {value.shape}, the policy needs {spec.shape}{hint}")
+        return value
 
     def act(self, stamp_ns: int, onboard: dict[str, np.ndarray]) -> np.ndarray:
         self.last_acted_ns = stamp_ns

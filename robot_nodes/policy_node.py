@@ -6,7 +6,9 @@ Subscribes to the onboard topics its checkpoint's card names (`<camera>/color/im
 `joint_states`, `onboard_vectors`; `topics` remaps keys), `episode_events` and `policy_weights`
 (std_msgs/UInt8MultiArray, reliable and transient-local: `robot_nodes.weights_topic`); publishes
 `action` (a labelled Float32MultiArray `{"action": [...]}` stamped with the frames it acted on).
-It refuses to start when a needed topic has no publisher after `startup_timeout`.
+It refuses to start when a needed topic has no publisher after `startup_timeout`. Camera images
+(rgb8, or bgr8 converted) of another size than the checkpoint's are centre-cropped and resized to
+it (`image_fit`, policies.images.fit_image); a 640x480 camera needs `reliable_sensors:=true`.
 """
 
 from __future__ import annotations
@@ -157,11 +159,7 @@ class PolicyNode(Node):
                 if key not in vectors:
                     raise MessageError(f"{topic} has no vector {key!r} (it has {sorted(vectors)})")
                 onboard[key] = vectors[key]
-            expected = self.core.spec.onboard[key].shape
-            if onboard[key].shape != expected:
-                raise MessageError(
-                    f"{key} from {topic} has shape {onboard[key].shape}, the policy needs {expected}"
-                )
+            onboard[key] = self.core.fit(key, onboard[key])
         return onboard
 
 

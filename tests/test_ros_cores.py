@@ -353,3 +353,29 @@ def test_an_action_waits_for_the_pose_of_its_observation_and_a_new_episode_rerea
     np.testing.assert_allclose(
         core.on_action(action, 500 * ms, 501 * ms).joints, fresh.on_action(action, 500 * ms, 501 * ms).joints
     )
+
+
+def test_the_policy_acts_on_640x480_camera_frames(small_checkpoint: Path) -> None:
+    from policies.checkpoint import load_policy
+    from policies.images import fit_image
+    from robot_nodes.messages import MessageError
+    from robot_nodes.policy_core import PolicyCore, PolicyNodeConfig, draw_seed
+
+    settings = {"checkpoint": str(small_checkpoint)}
+    core = PolicyCore(load_config(PolicyNodeConfig, settings))
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # a RealSense colour frame
+    joints = rng.standard_normal(6, "f4")
+    core.on_episode_start(0, 1, 100 * MS)
+    assert core.ready(100 * MS, 100 * MS) is None
+    action = core.act(100 * MS, {"wrist": core.fit("wrist", frame), "joints": core.fit("joints", joints)})
+    reference = load_policy(small_checkpoint)
+    reference.reset()
+    reference.generator.manual_seed(draw_seed(0, 1))
+    expected = reference.act({"wrist": fit_image(frame, (16, 16)), "joints": joints})
+    np.testing.assert_array_equal(action, expected)
+    exact = PolicyCore(load_config(PolicyNodeConfig, {**settings, "image_fit": "exact"}))
+    with pytest.raises(MessageError, match=r"wrist has shape \(480, 640, 3\), the policy needs \(16, 16"):
+        exact.fit("wrist", frame)
+    with pytest.raises(MessageError, match="joints has shape"):
+        core.fit("joints", np.zeros(7, np.float32))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -173,6 +174,15 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         assert spin_until(node, lambda: "publish one of ['rgb8', 'bgr8']" in log.read_text(), 10)
         spin_until(node, lambda: False, 0.3)
         assert len(actions) == count + 1
+
+        # a RealSense-sized bgr8 frame (900 KB: reliable QoS) is cropped and resized, and acted on
+        camera = cv2.resize(obs["onboard"]["wrist"], (480, 480), interpolation=cv2.INTER_NEAREST)
+        camera = np.ascontiguousarray(np.pad(camera, ((0, 0), (80, 80), (0, 0)))[..., ::-1])
+        stamp = now()
+        image_pub.publish(image_to_msg(camera, stamp, "wrist", encoding="bgr8"))
+        joints_pub.publish(joint_state_to_msg([*ARM_JOINTS, *FINGER_JOINTS], positions, stamp))
+        assert spin_until(node, lambda: len(actions) == count + 2, 10), log.read_text()[-1000:]
+        assert actions[-1][0] == stamp
     finally:
         node.destroy_node()
         stop(process)
