@@ -59,6 +59,7 @@ class JointsLayout:
 class PolicyNodeConfig:
     READ_ONLY: ClassVar[tuple[str, ...]] = (
         "checkpoint", "task", "topics", "privileged_topics", "joints", "act_on", "reliable_sensors",
+        "control_hz", "startup_timeout",
     )  # fmt: skip
 
     checkpoint: str = ""  # folder of an aps-pretrain checkpoint (policy.safetensors + checkpoint.json)
@@ -226,6 +227,12 @@ class PolicyCore:
         self.runner.reset()
         self.runner.generator.manual_seed(draw_seed(self.config.seed, episode.seed))
         self.episode = episode
+
+    def on_config(self, config: PolicyNodeConfig) -> None:
+        """Settings changed at run time (the read-only ones cannot change): sampling, the draw seeds
+        of later episodes, frame tolerances, image fitting."""
+        self.config = config
+        self.runner.sampling = config.sampling
 
     # --- weights ------------------------------------------------------------------------------
     def offer_weights(self, data: bytes) -> str:

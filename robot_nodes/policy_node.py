@@ -17,13 +17,13 @@ import time
 from functools import partial
 
 import numpy as np
-import torch
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, String, UInt8MultiArray
 
+from policies.runtime import set_torch_threads
 from robot_nodes.entry import StartupError, run_node
 from robot_nodes.messages import (
     EpisodeEvent,
@@ -45,7 +45,7 @@ MESSAGE_TYPES = {"image": Image, "joint_state": JointState, "vectors": Float32Mu
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy", **node_options())
-        self.config = declare_config(self, PolicyNodeConfig)
+        self.config = declare_config(self, PolicyNodeConfig, on_change=self.on_config)
         self.core = PolicyCore(self.config)
         self.wait_for_publishers()
         sensors = sensor_qos(self.config.reliable_sensors)
@@ -78,6 +78,10 @@ class PolicyNode(Node):
                     f"keys {keys}): start the camera/robot nodes, or map the keys with topics:=[key=topic]"
                 )
             time.sleep(0.05)
+
+    def on_config(self, config: PolicyNodeConfig) -> None:
+        self.config = config
+        self.core.on_config(config)
 
     def check_listeners(self) -> None:
         if self.actions.get_subscription_count() >= max(1, self.count_subscribers(self.actions.topic_name)):
@@ -164,7 +168,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    torch.set_num_threads(1)  # batch-1 steps: a second thread costs more in handoffs than it gains
+    set_torch_threads("act")  # batch-1 steps on one thread, leaving the other cores to DDS and the camera
     return run_node(PolicyNode, args, "policy")
 
 

@@ -379,3 +379,15 @@ def test_the_policy_acts_on_640x480_camera_frames(small_checkpoint: Path) -> Non
         exact.fit("wrist", frame)
     with pytest.raises(MessageError, match="joints has shape"):
         core.fit("joints", np.zeros(7, np.float32))
+
+
+def test_policy_settings_changed_at_run_time_reach_the_core(small_checkpoint: Path) -> None:
+    from robot_nodes.policy_core import PolicyCore, PolicyNodeConfig
+
+    settings = {"checkpoint": str(small_checkpoint)}
+    core = PolicyCore(load_config(PolicyNodeConfig, settings))
+    core.on_episode_start(0, 1, 100 * MS)
+    assert "stale frames" in core.ready(100 * MS, 400 * MS)  # 300 ms old, limit 200 ms
+    core.on_config(load_config(PolicyNodeConfig, {**settings, "max_frame_age": 0.5, "sampling": "mode"}))
+    assert core.ready(100 * MS, 400 * MS) is None and core.runner.sampling == "mode"
+    assert {"control_hz", "startup_timeout"} <= set(PolicyNodeConfig.READ_ONLY)  # used at start only
