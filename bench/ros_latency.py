@@ -1,43 +1,86 @@
 """Camera stamp -> published action through the policy node over DDS, p50/p99 at 30 Hz with 128x128
-images, idle and while a learner trains in another process; and the rate the sim loop holds.
+camera images, idle and while a learner trains in another process; and the rate the sim loop holds.
 
-    python -m bench.ros_latency            # JSON on stdout (about a minute)
+    python -m bench.ros_latency                          # JSON on stdout (about a minute)
+    python -m bench.ros_latency --policy-image-size 84   # a policy that runs at 84x84
+
+The camera sends 128x128 rgb8 frames; the policy node fits them to the checkpoint's image size
+(`image_fit`; aps-pretrain's presets train at 32 px, the sim's default `image_size` is 84) and
+steps the network. The JSON also gives that network step alone, in-process, on one thread, and
+the machine's load average when each condition started (other work on a shared machine moves
+every figure here).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-FRAMES = 300  # per condition, at 30 Hz
+CAMERA_SIZE = 128  # pixels, square rgb8 frames at 30 Hz
 
 
-def make_checkpoint(folder: Path) -> Path:
-    """An untrained actor for search-pick at 128x128: latency does not depend on the weights."""
+def make_checkpoint(folder: Path, image_size: int) -> Path:
+    """An untrained actor for search-pick at `image_size`: latency does not depend on the weights."""
     import sim
     from policies.checkpoint import save_checkpoint
     from policies.config import LearnerConfig
     from policies.learner import Learner
     from policies.networks import ObsSpec
 
-    env = sim.make("search-pick", sim.TaskConfig(image_size=128))
+    env = sim.make("search-pick", sim.TaskConfig(image_size=image_size))
     obs, _ = env.reset(seed=0)
     spec = ObsSpec.from_arrays(obs["onboard"], obs["privileged"], env.action_space.shape[0])
     env.close()
     return save_checkpoint(Learner(spec, LearnerConfig(algorithm="bc")), folder, "search-pick", 1)
 
 
-def train_forever() -> None:
-    """A learner's load: AAWR updates on random 84x84 sequences, on every core torch takes."""
+def policy_step(checkpoint: Path, steps: int = 150) -> dict:
+    """The network alone, in-process, on one thread (as the policy node runs it): back to back, and
+    paced at the camera's 30 Hz, where each step finds its caches taken by other work (slower)."""
+    from policies.checkpoint import load_policy
+    from policies.runtime import set_torch_threads
+
+    set_torch_threads("act")
+    runner = load_policy(checkpoint)
+    runner.reset()
+    onboard = {
+        key: np.zeros(spec.shape, np.uint8 if spec.is_image else np.float32)
+        for key, spec in runner.spec.onboard.items()
+    }
+    result = {}
+    for name, pause in (("back_to_back", 0.0), ("at_30hz", 1 / 30)):
+        times = []
+        for step in range(steps + 20):
+            started = time.perf_counter()
+            runner.act(onboard)
+            if step >= 20:
+                times.append((time.perf_counter() - started) * 1e3)
+            time.sleep(pause)
+        result[name] = percentiles(times)
+    return result
+
+
+def percentiles(milliseconds: list[float] | np.ndarray) -> dict:
+    return {f"p{q}_ms": round(float(np.percentile(milliseconds, q)), 3) for q in (50, 99)}
+
+
+def train_forever(niceness: int = 0) -> None:
+    """A learner's load: AAWR updates on random 84x84 sequences, on every core torch takes, at the
+    given scheduling niceness (10: below the robot's nodes, as a learner sharing their computer)."""
     import torch
+
+    os.nice(niceness)
 
     from policies.config import LearnerConfig
     from policies.networks import Actor, ObsSpec
@@ -59,8 +102,12 @@ def train_forever() -> None:
         optimizer.step()
 
 
-def measure(policy_checkpoint: Path) -> dict:
+def measure(policy_checkpoint: Path, frames: int) -> dict:
+    """`frames` camera frames (plus a second of warm-up) at 30 Hz; the latency of each action is the
+    receipt time minus the stamp of the frames it acted on. Actions are received on an executor
+    thread of their own, so the sender's pacing never delays a receipt."""
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Float32MultiArray
 
@@ -74,42 +121,48 @@ def measure(policy_checkpoint: Path) -> dict:
          "-p", "episodes_from_events:=false", "-p", "max_frame_age:=1.0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    node = rclpy.create_node("latency_bench")
-    images = node.create_publisher(Image, "wrist/color/image_raw", sensor_qos())
-    joints = node.create_publisher(JointState, "joint_states", sensor_qos())
+    sender, receiver = rclpy.create_node("latency_camera"), rclpy.create_node("latency_receiver")
+    images = sender.create_publisher(Image, "wrist/color/image_raw", sensor_qos())
+    joints = sender.create_publisher(JointState, "joint_states", sensor_qos())
     latencies: list[float] = []
 
     def on_action(msg: Float32MultiArray) -> None:
         stamp, _ = vectors_from_msg(msg)
-        latencies.append((node.get_clock().now().nanoseconds - stamp) / 1e6)
+        latencies.append((receiver.get_clock().now().nanoseconds - stamp) / 1e6)
 
-    node.create_subscription(Float32MultiArray, "action", on_action, command_qos(100))
-    image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    receiver.create_subscription(Float32MultiArray, "action", on_action, command_qos(100))
+    executor = SingleThreadedExecutor()
+    executor.add_node(receiver)
+    spinning = threading.Thread(target=executor.spin, daemon=True)
+    spinning.start()
+    image = np.random.default_rng(0).integers(0, 255, (CAMERA_SIZE, CAMERA_SIZE, 3), dtype=np.uint8)
     names = [*ARM_JOINTS, *FINGER_JOINTS]
     deadline = time.monotonic() + 60
-    while node.count_subscribers("wrist/color/image_raw") == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    sent = 0
+    while sender.count_subscribers("wrist/color/image_raw") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    load = os.getloadavg()[0]
     next_time = time.monotonic() + 1.0
-    while sent < FRAMES + 30:
-        rclpy.spin_once(node, timeout_sec=max(0.0, next_time - time.monotonic()))
-        if time.monotonic() >= next_time:
-            stamp = node.get_clock().now().nanoseconds
-            images.publish(image_to_msg(image, stamp, "wrist"))
-            joints.publish(joint_state_to_msg(names, np.zeros(len(names)), stamp))
-            sent += 1
-            next_time += 1 / 30
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    node.destroy_node()
-    policy.terminate()
-    policy.wait()
+    for _ in range(frames + 30):
+        time.sleep(max(0.0, next_time - time.monotonic()))
+        stamp = sender.get_clock().now().nanoseconds
+        images.publish(image_to_msg(image, stamp, "wrist"))
+        joints.publish(joint_state_to_msg(names, np.zeros(len(names)), stamp))
+        next_time += 1 / 30
+    time.sleep(1.0)
+    executor.shutdown()
+    spinning.join()
+    sender.destroy_node()
+    receiver.destroy_node()
+    policy.send_signal(signal.SIGINT)  # as aps-launch stops nodes; killed if it does not stop
+    try:
+        policy.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        policy.kill()
+        policy.wait()
     values = np.array(latencies[30:])  # the first second warms up
     return {
-        "frames": FRAMES, "actions": int(values.size),
-        "p50_ms": round(float(np.percentile(values, 50)), 3),
-        "p99_ms": round(float(np.percentile(values, 99)), 3),
+        "frames": frames, "actions": int(values.size),
+        **percentiles(values), "load_average_1min": round(load, 2),
     }  # fmt: skip
 
 
@@ -121,16 +174,22 @@ def sim_loop_rate() -> dict:
     core = SimRobotCore(
         SimRobotConfig(task="search-pick", env=TaskConfig(image_size=128, max_episode_steps=1000))
     )
-    core.reset(0, 0)
+    core.reset(0, core.sim_stamp())
     started, steps = time.perf_counter(), 200
-    for step in range(steps):
-        core.step(step)
+    for _ in range(steps):
+        core.step(core.sim_stamp())
     rate = steps / (time.perf_counter() - started)
     core.close()
     return {"steps_per_s_128px": round(rate, 1), "control_hz_needed": 10.0}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ros_latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--policy-image-size", type=int, default=32, help="the checkpoint's image size (the presets': 32 px)"
+    )
+    parser.add_argument("--frames", type=int, default=300, help="camera frames per condition, at 30 Hz")
+    args = parser.parse_args(argv)
     import rclpy
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -138,19 +197,28 @@ def main() -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="aps-bench-log-"))
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = make_checkpoint(Path(folder) / "policy")
+        checkpoint = make_checkpoint(Path(folder) / "policy", args.policy_image_size)
+        step = policy_step(checkpoint)
         rclpy.init()
-        idle = measure(checkpoint)
-        learner = multiprocessing.get_context("spawn").Process(target=train_forever, daemon=True)
-        learner.start()
-        time.sleep(3.0)
-        loaded = measure(checkpoint)
-        learner.terminate()
-        learner.join()
+        idle = measure(checkpoint, args.frames)
+        loaded = {}
+        for niceness in (0, 10):
+            learner = multiprocessing.get_context("spawn").Process(
+                target=train_forever, args=(niceness,), daemon=True
+            )
+            learner.start()
+            time.sleep(3.0)
+            loaded[niceness] = measure(checkpoint, args.frames)
+            learner.terminate()
+            learner.join()
         rclpy.shutdown()
     result = {
+        "camera_image": f"{CAMERA_SIZE}x{CAMERA_SIZE} rgb8 at 30 Hz",
+        "policy_image": f"{args.policy_image_size}x{args.policy_image_size}",
+        "policy_step_in_process": step,
         "camera_to_action_idle": idle,
-        "camera_to_action_learner_training": loaded,
+        "camera_to_action_learner_training": loaded[0],
+        "camera_to_action_learner_training_nice10": loaded[10],
         "sim_loop": sim_loop_rate(),
         "targets": {"idle_p99_ms": 5.0, "training_p99_ms": 10.0}, "cpu_count": os.cpu_count(),
     }  # fmt: skip
