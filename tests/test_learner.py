@@ -333,9 +333,7 @@ def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: 
     card = json.loads((tmp_path / "c" / "checkpoint.json").read_text())
     card["spec"]["action_dim"] = 5
     (tmp_path / "c" / "checkpoint.json").write_text(json.dumps(card))
-    save_checkpoint(
-        Learner(ObsSpec.from_episode(episodes[0]), small_config("bc")), tmp_path / "d", "t", 1
-    )
+    save_checkpoint(Learner(ObsSpec.from_episode(episodes[0]), small_config("bc")), tmp_path / "d", "t", 1)
     (tmp_path / "d" / "checkpoint.json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="do not fit"):
         load_policy(tmp_path / "d")
@@ -347,9 +345,7 @@ def test_checkpoint_from_another_task_or_damaged_is_refused(tmp_path, episodes: 
 
 
 def test_runner_rejects_bad_observations(tmp_path, episodes: list[Episode]) -> None:
-    save_checkpoint(
-        Learner(ObsSpec.from_episode(episodes[0]), small_config("bc")), tmp_path / "c", "unit", 1
-    )
+    save_checkpoint(Learner(ObsSpec.from_episode(episodes[0]), small_config("bc")), tmp_path / "c", "unit", 1)
     runner = load_policy(tmp_path / "c")
     runner.reset()
     good = {k: v[0] for k, v in episodes[0].onboard.items()}
