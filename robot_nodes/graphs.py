@@ -4,13 +4,16 @@ A graph is a list of nodes (console script, node name) and its launch arguments;
 its settings from the graph's parameter YAML (robot_nodes/config/<file>.yaml, the
 `node: ros__parameters:` form, loaded into each node's typed config) and a launch argument can
 override a few of them. `resolve` turns a graph and argument values into the nodes to start, and
-both launchers start exactly those, so they cannot drift apart.
+both launchers start exactly those, so they cannot drift apart. When the graph's sim robot runs in
+lockstep, every node of it runs with `use_sim_time`: the sim's /clock is the graph's time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from apsconfig import parse_yaml
 
 PACKAGE = "active_perception_stack"
 CONFIG = Path(__file__).parent / "config"
@@ -147,7 +150,11 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
     params = values.get("params_file") or str(CONFIG / default_file)
     if not Path(params).is_file():
         raise GraphError(f"parameter file not found: {params}")
-    launches = [NodeLaunch(node.name, node.executable, params, {}) for node in nodes]
+    sim_time = SIM_ROBOT in nodes and _lockstep(Path(params))
+    launches = [
+        NodeLaunch(node.name, node.executable, params, {"use_sim_time": "true"} if sim_time else {})
+        for node in nodes
+    ]
     by_name = {launch.name: launch for launch in launches}
     for argument in graph.arguments:
         value = values.get(argument.name, argument.default)
@@ -156,6 +163,15 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
             if value and node in by_name:
                 by_name[node].overrides[parameter] = value
     return launches
+
+
+def _lockstep(params_file: Path) -> bool:
+    """Whether the sim robot of this parameter file steps in lockstep (its config's default if unset)."""
+    from robot_nodes.sim_robot_core import SimRobotConfig  # imports the sim: only for sim graphs
+
+    document = parse_yaml(params_file.read_text()) or {}
+    section = (document.get(SIM_ROBOT.name) or {}).get("ros__parameters") or {}
+    return section.get("lockstep", SimRobotConfig.lockstep) is True
 
 
 def launch_description(name: str):  # -> launch.LaunchDescription (launch is not on PyPI)

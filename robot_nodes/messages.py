@@ -28,6 +28,7 @@ from calibration.camera_info import CameraInfo as CalibratedCamera
 
 STAMP_LABEL = "stamp"
 NS = 1_000_000_000
+CLOCKS_APART_S = 3600.0  # a stamp this far behind the clock comes from another clock (sim vs wall time)
 
 # encoding -> (channels, dtype) of the encodings this stack reads and writes
 IMAGE_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -57,6 +58,18 @@ def from_time(stamp: Time) -> int:
 
 def header(stamp_ns: int, frame_id: str = "") -> Header:
     return Header(stamp=to_time(stamp_ns), frame_id=frame_id)
+
+
+def stale_reason(what: str, stamp_ns: int, now_ns: int, limit_s: float) -> str | None:
+    """Why data stamped `stamp_ns` is too old at `now_ns` (ROS time), or None when it is fresh. A
+    stamp hours away from the clock means two clocks, not a slow graph: the text names the fix."""
+    age = (now_ns - stamp_ns) / NS
+    if age <= limit_s:
+        return None
+    reason = f"stale {what}: {age * 1e3:.0f} ms old (limit {limit_s * 1e3:.0f} ms)"
+    if age > CLOCKS_APART_S:
+        reason += "; its stamp is from another clock (a lockstep sim graph needs use_sim_time:=true)"
+    return reason
 
 
 # --- images -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from policies.checkpoint import load_policy
 from policies.config import ActionSampling
 from policies.weights import WeightsError, unpack_actor_weights
+from robot_nodes.messages import stale_reason
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
 
 JOINTS_KEY = "joints"
@@ -215,11 +216,7 @@ class PolicyCore:
             return ""  # between episodes
         if self.last_acted_ns is not None and stamp_ns <= self.last_acted_ns:
             return ""  # acted on it already
-        age = (now_ns - stamp_ns) / 1e9
-        if age > self.config.max_frame_age:
-            limit = self.config.max_frame_age * 1e3
-            return f"stale frames: the freshest complete set is {age * 1e3:.0f} ms old (limit {limit:.0f} ms)"
-        return None
+        return stale_reason("frames (the freshest complete set)", stamp_ns, now_ns, self.config.max_frame_age)
 
     def act(self, stamp_ns: int, onboard: dict[str, np.ndarray]) -> np.ndarray:
         self.last_acted_ns = stamp_ns

@@ -15,7 +15,14 @@ older than `watchdog_timeout` or not newer than the last one; the e-stop refuses
 are capped (linear norm, angular per axis, joint slew); the end-effector may not be sent out of
 the workspace box; joint targets stay inside the URDF's limits. When no fresh action has arrived
 for `watchdog_timeout` (or the e-stop is on) the arm is held: a zero twist, or the joints where
-they were measured when the hold began.
+they were measured when the hold began. Times are ROS time: wall clock on a robot, the sim's time
+(/clock, `use_sim_time`) in a lockstep sim graph, where the graph waits on a slow node instead of
+finding its messages stale.
+
+A command carries the stamp of the observation its action was computed from; a hold carries stamp
+0, which no observation has: controllers read a zero stamp as "now" (JointTrajectory) or as no
+command time (Servo), and a lockstep sim, which steps on the command stamped with the observation
+it waits on, never takes a hold for the policy's answer.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from robot_nodes.kinematics import SIM_ARM_URDF, ArmKinematics, ee_rotation, ee_target_from_pose
+from robot_nodes.messages import stale_reason
 from sim.base import ANGLE_STEP, EE_STEP, EETarget, step_ee_target
 from sim.scene import ARM_JOINTS, FINGER_OPEN
 
@@ -104,7 +112,7 @@ class RobotInterfaceConfig:
 class Command:
     """What the node publishes for one accepted action or one hold."""
 
-    stamp_ns: int  # the stamp of the action's observation (a hold: the time it was decided)
+    stamp_ns: int  # the stamp of the action's observation; 0 for a hold
     hold: bool
     linear: np.ndarray | None = None  # m/s, base frame (twist output)
     angular: np.ndarray | None = None  # rad/s, base frame (twist output)
@@ -141,11 +149,11 @@ class RobotInterfaceCore:
     def on_joint_states(self, positions: np.ndarray) -> None:
         self.measured = np.asarray(positions, dtype=np.float64)
 
-    def on_estop(self, engaged: bool, now_ns: int) -> Command | None:
+    def on_estop(self, engaged: bool) -> Command | None:
         """The e-stop: engaging it holds at once; releasing it waits for a fresh action."""
         was = self.estop
         self.estop = bool(engaged)
-        return self._enter_hold(now_ns) if engaged and not was else None
+        return self._enter_hold() if engaged and not was else None
 
     def on_episode_start(self, stamp_ns: int) -> None:
         """The arm may have been moved (reset): joint targets restart from the measured pose there."""
@@ -166,12 +174,9 @@ class RobotInterfaceCore:
             raise Refused(f"action holds NaN or inf, refused: {action.tolist()}")
         if np.any(np.abs(action) > 1.0 + 1e-6):
             raise Refused(f"action outside [-1, 1], refused: {action.tolist()}")
-        age = (now_ns - stamp_ns) / 1e9
-        if age > cfg.watchdog_timeout:
-            raise Refused(
-                f"stale action: its observation is {age * 1e3:.0f} ms old "
-                f"(limit {cfg.watchdog_timeout * 1e3:.0f} ms)"
-            )
+        stale = stale_reason("action", stamp_ns, now_ns, cfg.watchdog_timeout)
+        if stale:
+            raise Refused(stale)
         if self.last_stamp is not None and stamp_ns <= self.last_stamp:
             raise Refused(f"out-of-order action: stamp {stamp_ns} is not newer than {self.last_stamp}")
         if self.measured is None:
@@ -192,21 +197,21 @@ class RobotInterfaceCore:
         if self.holding:
             return None
         if self.last_stamp is None or (now_ns - self.last_stamp) / 1e9 > self.config.watchdog_timeout:
-            return self._enter_hold(now_ns)
+            return self._enter_hold()
         return None
 
-    def hold_command(self, now_ns: int) -> Command:
+    def hold_command(self) -> Command:
         """The hold, repeated at the control rate while it lasts."""
         if self.config.output == "twist":
-            return Command(now_ns, True, linear=np.zeros(3), angular=np.zeros(3))
-        return Command(now_ns, True, joints=None if self.hold_joints is None else self.hold_joints.copy())
+            return Command(0, True, linear=np.zeros(3), angular=np.zeros(3))
+        return Command(0, True, joints=None if self.hold_joints is None else self.hold_joints.copy())
 
     # --- safety and conversion ------------------------------------------------------------------
-    def _enter_hold(self, now_ns: int) -> Command:
+    def _enter_hold(self) -> Command:
         self.holding = True
         self.hold_joints = None if self.measured is None else self.measured.copy()
         self.target, self.commanded = None, None  # re-read from the measured pose when actions resume
-        return self.hold_command(now_ns)
+        return self.hold_command()
 
     def _twist(self, arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config

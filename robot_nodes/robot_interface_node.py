@@ -7,7 +7,7 @@ Subscribes to `action` (the policy's stamped labelled vector), `joint_states`, `
 `servo_node/delta_twist_cmds` (TwistStamped, for MoveIt Servo), `arm_controller/joint_trajectory`
 (JointTrajectory) or `forward_position_controller/commands` (Float64MultiArray), plus
 `gripper_controller/joint_trajectory`. Every command carries the stamp of the observation its
-action came from; a refused action is one log line and nothing is sent.
+action came from (a hold: stamp 0); a refused action is one log line and nothing is sent.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RobotInterfaceNode(Node):
                 JointTrajectory, "gripper_controller/joint_trajectory", command_qos()
             )
         self.create_subscription(Float32MultiArray, "action", self.on_action, command_qos())
-        self.create_subscription(JointState, "joint_states", self.on_joint_states, sensor_qos())
+        self.create_subscription(JointState, "joint_states", self.on_joint_states, sensor_qos(reliable=True))
         self.create_subscription(Bool, "estop", self.on_estop, latched_qos())
         self.create_subscription(String, "episode_events", self.on_episode_event, latched_qos(depth=10))
         self.create_timer(1.0 / WATCHDOG_HZ, self.on_watchdog)
@@ -84,7 +84,7 @@ class RobotInterfaceNode(Node):
 
     def on_estop(self, msg: Bool) -> None:
         self.get_logger().warning(f"e-stop {'ENGAGED: holding the arm' if msg.data else 'released'}")
-        command = self.core.on_estop(msg.data, self.now_ns())
+        command = self.core.on_estop(msg.data)
         if command is not None:
             self.send(command)
 
@@ -108,7 +108,7 @@ class RobotInterfaceNode(Node):
 
     def on_hold_tick(self) -> None:
         if self.core.holding and self.core.last_stamp is not None:
-            self.send(self.core.hold_command(self.now_ns()))
+            self.send(self.core.hold_command())
 
     # --- outputs ------------------------------------------------------------------------------
     def send(self, command: Command) -> None:

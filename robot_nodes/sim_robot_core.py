@@ -8,9 +8,13 @@ action the policy sent, bit for bit) and goes through the env's own IK; joint ta
 
 Lockstep: each observation waits for the commands stamped with its stamp (the robot interface
 stamps a command with the observation its action was computed from), then the sim steps once; a
-command with another stamp (a hold, a late action) is ignored. Wall clock: the node steps at the
-control rate with the latest commands; the sim has no command timeout of its own, so a stale
-command keeps acting until the robot interface holds the arm (which is what its watchdog is for).
+command with another stamp (a hold, a late action) is ignored. Time is the sim's own: each step
+advances it by one control period, observations are stamped with it and the node publishes it on
+/clock, so every node of a lockstep graph (run with use_sim_time) measures frame ages and its
+watchdog in sim time, and a loaded machine slows the graph down without making anything stale.
+Wall clock: the node steps at the control rate with the latest commands, stamped with ROS time;
+the sim has no command timeout of its own, so a stale command keeps acting until the robot
+interface holds the arm (which is what its watchdog is for).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import sim
 from sim.base import ANGLE_STEP, EE_STEP, ArmEnv
 from sim.config import TaskConfig
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
+
+NS = 1_000_000_000
 
 CommandInput = Literal["twist", "joint_trajectory", "joint_positions", "action"]
 
@@ -50,6 +56,11 @@ class SimRobotConfig:
             raise ValueError("seeds must hold at least one seed")
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes must be >= 0, got {self.max_episodes}")
+        if self.lockstep and self.command_input == "joint_positions":
+            raise ValueError(
+                "lockstep matches commands to observations by stamp, and joint_positions "
+                "(Float64MultiArray) has none: use command_input joint_trajectory or twist"
+            )
 
 
 @dataclass
@@ -90,6 +101,8 @@ class SimRobotCore:
             if unknown:
                 raise ValueError(f"extra_cameras {unknown} are not cameras of {config.task}: {sorted(known)}")
         self.dt = 1.0 / self.env.control_hz
+        self.dt_ns = round(NS / self.env.control_hz)
+        self.clock_ns = 0  # the stamp of the latest observation: the sim's time in lockstep
         self.episode = -1
         self.seed = config.seeds[0] - 1
         self.steps = 0
@@ -105,6 +118,10 @@ class SimRobotCore:
             return requested
         episode = self.episode + 1
         return self.config.seeds[episode] if episode < len(self.config.seeds) else self.seed + 1
+
+    def sim_stamp(self) -> int:
+        """Lockstep: the stamp of the next observation, one control period after the latest."""
+        return self.clock_ns + self.dt_ns
 
     def reset(self, seed: int, stamp_ns: int) -> Observation:
         obs, _ = self.env.reset(seed=seed)
@@ -192,7 +209,7 @@ class SimRobotCore:
         velocities = np.zeros_like(positions) if previous is None else (positions - previous) / self.dt
         self._previous_joints = positions.copy()
         vectors = {k: v for k, v in onboard.items() if k not in images and k != "joints"}
-        self.pending_ns = stamp_ns
+        self.pending_ns = self.clock_ns = stamp_ns
         return Observation(
             stamp_ns, images, self.joint_names(), positions, velocities, vectors, obs["privileged"]
         )

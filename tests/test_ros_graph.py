@@ -84,41 +84,54 @@ def launch_sim_graph(tmp_path, checkpoint, env_config, seeds, output="twist", lo
     return process, tmp_path / f"launch-{output}.log"
 
 
-def graph_episodes(ros, count: int, timeout: float):
-    """Episode events and actions from the running graph, grouped per episode by stamp."""
-    from std_msgs.msg import Float32MultiArray, String
+class GraphProbe:
+    """Episode events and actions of a graph, subscribed before the graph starts so none is missed."""
 
-    from robot_nodes.qos import command_qos, latched_qos
+    def __init__(self, ros, name: str = "parity_probe") -> None:
+        from std_msgs.msg import Float32MultiArray, String
 
-    node = ros.create_node("parity_probe")
-    events, actions = [], []
-    node.create_subscription(
-        String, "episode_events", lambda m: events.append(EpisodeEvent.from_msg(m)), latched_qos(10)
-    )
-    node.create_subscription(
-        Float32MultiArray, "action", lambda m: actions.append(vectors_from_msg(m)), command_qos(100)
-    )
-    try:
-        finished = spin_until(node, lambda: sum(e.kind == "end" for e in events) >= count, timeout)
-    finally:
-        node.destroy_node()
-    assert finished, f"the graph finished {sum(e.kind == 'end' for e in events)} of {count} episodes"
-    starts = {e.episode: e for e in events if e.kind == "start"}
-    episodes = []
-    for end in (e for e in events if e.kind == "end"):
-        start = starts[end.episode]
-        taken = [a["action"] for stamp, a in actions if start.stamp_ns <= stamp < end.stamp_ns]
-        episodes.append((end, np.array(taken)))
-    return episodes
+        from robot_nodes.qos import command_qos, latched_qos
+
+        self.node = ros.create_node(name)
+        self.events: list[EpisodeEvent] = []
+        self.actions: list[tuple[int, dict]] = []
+        self.node.create_subscription(String, "episode_events", self.on_event, latched_qos(10))
+        self.node.create_subscription(
+            Float32MultiArray, "action", lambda m: self.actions.append(vectors_from_msg(m)), command_qos(100)
+        )
+
+    def on_event(self, msg) -> None:
+        event = EpisodeEvent.from_msg(msg)
+        if event not in self.events:  # a transient-local history may repeat what also came live
+            self.events.append(event)
+
+    def episodes(self, count: int, timeout: float) -> list[tuple[EpisodeEvent, np.ndarray]]:
+        """The first `count` episodes' end events and actions, grouped per episode by stamp."""
+        ended = lambda: sum(e.kind == "end" for e in self.events)  # noqa: E731
+        assert spin_until(self.node, lambda: ended() >= count, timeout), (
+            f"the graph finished {ended()} of {count} episodes"
+        )
+        starts = {e.episode: e for e in self.events if e.kind == "start"}
+        episodes = []
+        for end in [e for e in self.events if e.kind == "end"][:count]:
+            start = starts[end.episode]
+            taken = [a["action"] for stamp, a in self.actions if start.stamp_ns <= stamp < end.stamp_ns]
+            episodes.append((end, np.array(taken)))
+        return episodes
+
+    def close(self) -> None:
+        self.node.destroy_node()
 
 
 def test_parity_on_the_twist_path(trained, ros, tmp_path) -> None:
     checkpoint, cfg = trained
     expected = in_process(checkpoint, cfg.env, SEEDS)
+    probe = GraphProbe(ros)
     process, log = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS)
     try:
-        episodes = graph_episodes(ros, len(SEEDS), timeout=90)
+        episodes = probe.episodes(len(SEEDS), timeout=90)
     finally:
+        probe.close()
         stop(process)
     assert [end.seed for end, _ in episodes] == SEEDS
     for (end, actions), (reference, success) in zip(episodes, expected, strict=True):
@@ -130,10 +143,12 @@ def test_parity_on_the_twist_path(trained, ros, tmp_path) -> None:
 def test_joint_target_path_through_pinocchio(trained, ros, tmp_path) -> None:
     checkpoint, cfg = trained
     expected = in_process(checkpoint, cfg.env, SEEDS)
+    probe = GraphProbe(ros)
     process, _ = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS, output="joint_trajectory")
     try:
-        episodes = graph_episodes(ros, len(SEEDS), timeout=90)
+        episodes = probe.episodes(len(SEEDS), timeout=90)
     finally:
+        probe.close()
         stop(process)
     assert [end.seed for end, _ in episodes] == SEEDS
     successes = sum(end.success for end, _ in episodes)
