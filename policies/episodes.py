@@ -217,6 +217,43 @@ class EpisodeWriter:
         self._append("truncated", np.bool_(truncated), False)
         self.transitions += 1
 
+    def set_last_outcome(self, reward: float, terminated: bool, truncated: bool) -> None:
+        """Rewrite the latest transition's reward and end flags: a recorder learns that a step ended
+        the episode (or what the episode's success label is) only after it wrote that step."""
+        if self.file is None or self.transitions == 0:
+            raise EpisodeFormatError("no transition to rewrite")
+        if not np.isfinite(reward):
+            raise EpisodeFormatError(f"step {self.transitions - 1}: reward holds NaN or inf")
+        self.file["reward"][-1] = np.float32(reward)
+        self.file["terminated"][-1] = np.bool_(terminated)
+        self.file["truncated"][-1] = np.bool_(truncated)
+
+    def drop_last_steps(self, steps: int) -> None:
+        """Remove the last `steps` transitions and the observations after them (steps a recorder
+        wrote before it learnt that the episode had already ended)."""
+        complete = self.observations == self.transitions + 1
+        if self.file is None or not complete or not 0 <= steps <= self.transitions:
+            raise EpisodeFormatError(f"cannot drop {steps} of {self.transitions} steps here")
+        self.observations -= steps
+        self.transitions -= steps
+        self._fit()
+
+    def rollback(self) -> None:
+        """Undo a step that failed half-way (a full disk): every array back to the last complete
+        observation, so that `close` can still keep what came before it."""
+        if self.file is None:
+            raise EpisodeFormatError("the writer is closed")
+        self.transitions = min(self.transitions, max(self.observations - 1, 0))
+        self._fit()
+
+    def _fit(self) -> None:
+        """Cut every dataset to the steps the counters say were written whole."""
+        assert self.file is not None
+        for name, (shape, _) in _dataset_names(self.file).items():
+            length = self.transitions if name in TRANSITIONS else self.observations
+            if shape[0] != length:
+                self.file[name].resize(length, axis=0)
+
     def _append(self, name: str, value: np.ndarray, image: bool) -> None:
         assert self.file is not None, "the writer is closed"
         if name not in self.file:

@@ -184,11 +184,17 @@ class ArmEnv(gym.Env):
         """Physics for one control step with the controls set, then the step's outcome."""
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)
         self.steps += 1
-        success = bool(self._success())
-        reward = self._dense_reward(success) if self.reward_type == "dense" else float(success)
+        observation = self._observation()
+        success, reward = self._outcome(observation["privileged"])
         terminated = success and self.config.terminate_on_success
         truncated = not terminated and self.steps >= self.max_episode_steps
-        return self._observation(), float(reward), terminated, truncated, {"success": success}
+        return observation, float(reward), terminated, truncated, {"success": success}
+
+    def _outcome(self, privileged: dict[str, np.ndarray]) -> tuple[bool, float]:
+        """(success, reward) of the step just taken. Tasks whose outcome is a function of their
+        privileged observation compute it from `privileged` (sim.rewards), so that a recorder can too."""
+        success = bool(self._success())
+        return success, self._dense_reward(success) if self.reward_type == "dense" else float(success)
 
     def render(self) -> np.ndarray:
         return self.render_camera("side", self.config.image_size)

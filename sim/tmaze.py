@@ -19,7 +19,8 @@ import gymnasium as gym
 import numpy as np
 
 from sim.actions import checked_action
-from sim.config import DemoConfig, TaskConfig
+from sim.config import DemoConfig, RewardType, TaskConfig
+from sim.rewards import StepOutcome, Vectors
 
 
 class TMazeEnv(gym.Env):
@@ -53,22 +54,20 @@ class TMazeEnv(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        move, side = checked_action(self.task_name, action, self.action_space)
+        action = checked_action(self.task_name, action, self.action_space)
+        move = action[0]
+        previous = self._privileged()
         self.steps += 1
-        success = turned = False
-        if move >= 0 and self.position == self.junction:
-            turned = True
-            success = bool(side > 0) == self.goal_up
-        elif move >= 0:
+        turned = move >= 0 and self.position == self.junction
+        if move >= 0 and not turned:
             self.position += 1
-        else:
+        elif move < 0:
             self.position = max(0, self.position - 1)
         self.reading = self._read_sign() if self.position == 0 and not turned else 0.0
-        reward = float(success)
-        if self.config.reward == "dense":
-            reward -= 0.01  # a small price per step favours short paths
+        observation = self._observation()
+        outcome = privileged_outcome(previous, action, observation["privileged"], self.config.reward)
         truncated = not turned and self.steps >= self.max_episode_steps
-        return self._observation(), reward, turned, truncated, {"success": success}
+        return observation, outcome.reward, bool(turned), truncated, {"success": outcome.success}
 
     def _read_sign(self) -> float:
         """One noisy reading; the belief follows Bayes: b' = P(r | up) b / P(r)."""
@@ -80,17 +79,34 @@ class TMazeEnv(gym.Env):
         )
         return 1.0 if says_up else -1.0
 
+    def _scaled_position(self) -> float:
+        return 2.0 * self.position / self.junction - 1.0  # -1 at the sign, +1 at the junction
+
+    def _privileged(self) -> dict[str, np.ndarray]:
+        return {
+            "goal": np.array([1.0 if self.goal_up else -1.0], dtype=np.float32),
+            "belief": np.array([self.belief_up], dtype=np.float32),
+            "position": np.array([self._scaled_position()], dtype=np.float32),
+        }
+
     def _observation(self) -> dict[str, dict[str, np.ndarray]]:
         at_junction = float(self.position == self.junction)
-        scaled_position = 2.0 * self.position / self.junction - 1.0
-        return {
-            "onboard": {"sensors": np.array([self.reading, at_junction, scaled_position], dtype=np.float32)},
-            "privileged": {
-                "goal": np.array([1.0 if self.goal_up else -1.0], dtype=np.float32),
-                "belief": np.array([self.belief_up], dtype=np.float32),
-                "position": np.array([scaled_position], dtype=np.float32),
-            },
-        }
+        sensors = np.array([self.reading, at_junction, self._scaled_position()], dtype=np.float32)
+        return {"onboard": {"sensors": sensors}, "privileged": self._privileged()}
+
+
+PRIVILEGED_REWARD_KEYS = ("goal", "position")
+
+
+def privileged_outcome(
+    previous: Vectors, action: np.ndarray, current: Vectors | None, reward_type: RewardType | None
+) -> StepOutcome:
+    """A forward action at the junction (privileged position +1) turns to the side of the action's
+    second value; success when that is the goal's side. Dense: a small price per step favours short
+    paths."""
+    turned = float(previous["position"][0]) >= 1.0 and float(action[0]) >= 0
+    success = turned and (float(action[1]) > 0) == (float(previous["goal"][0]) > 0)
+    return StepOutcome(float(success) - (0.01 if reward_type == "dense" else 0.0), success)
 
 
 class TMazeDemonstrator:
