@@ -56,6 +56,7 @@ class RecorderNode(Node):
         self.sender = EpisodeSender(self, self.config.chunk_bytes) if self.config.send_episodes else None
         self.versions: dict[int, int] = {}  # episode -> the policy version that acted in it
         self.heard_steps = False
+        self.last_step_ns: int | None = None  # the newest step-stream stamp
         self.create_timer(1.0 / self.config.control_hz, self.on_tick)
         reliable = sorted(t for t, q in qos.items() if q.reliability == ReliabilityPolicy.RELIABLE)
         self.get_logger().info(
@@ -93,6 +94,7 @@ class RecorderNode(Node):
             decoded = self.decoder.decode(topic, msg)
             if topic == self.config.step_stream:
                 self.check_first_step(decoded.stamp_ns)
+                self.last_step_ns = max(self.last_step_ns or 0, decoded.stamp_ns)
                 if decoded.policy_version is not None:
                     self.note_version(decoded.stamp_ns, decoded.policy_version)
             self.core.add(topic, decoded.stamp_ns, decoded.arrays)
@@ -144,8 +146,8 @@ class RecorderNode(Node):
             kind = command["command"]
             if kind == "start":
                 self.core.start(self.now_ns(), int(command.get("seed", -1)))
-            elif kind == "end":
-                self.core.end(success=command.get("success"))
+            elif kind == "end":  # at the newest observation acted on: the episode's last one
+                self.core.end(self.last_step_ns, success=command.get("success"))
             elif kind == "discard":
                 self.core.discard()
             else:
