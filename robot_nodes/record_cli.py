@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -33,9 +32,18 @@ from rich.live import Live
 
 import sim
 from apsconfig import ConfigError, config_help, load_config
-from policies.episodes import EpisodeDataset, EpisodeFormatError, EpisodeWriter
+from policies.episodes import EpisodeDataset, EpisodeFormatError
+from robot_nodes.policy_core import JointsLayout
 from robot_nodes.record_display import render
-from robot_nodes.record_session import BackendStats, RecordSession, SessionConfig
+from robot_nodes.record_session import BackendStats, Ended, RecordSession, SessionConfig
+from robot_nodes.recorder_core import (
+    STREAM_REWARD_KEY,
+    STREAM_SUCCESS_KEY,
+    RecorderConfig,
+    RecorderCore,
+    RecorderError,
+    RewardSource,
+)
 from robot_nodes.teleop import (
     ActionLayout,
     JoyConfig,
@@ -51,6 +59,29 @@ from sim.seeds import demo_seed
 Source = Literal["keyboard", "scripted", "joy", "leader"]
 SIM_SOURCES = ("keyboard", "scripted")
 REFRESH_S = 0.1  # screen updates at most this often
+NS = 1_000_000_000
+
+
+@dataclass
+class RosRecordConfig:
+    """Recording live over ROS 2 (mode ros): what to record, and where the teleoperation comes from."""
+
+    onboard_streams: list[str] = field(default_factory=lambda: ["wrist/color/image_raw", "joint_states"])
+    privileged_streams: list[str] = field(default_factory=lambda: ["privileged_state"])
+    # task: the task's function on privileged data; label: sparse, from the success mark; stream: the
+    # sim's reward beside the privileged state (see robot_nodes/recorder_core.py)
+    reward: RewardSource = "label"
+    control_hz: float = 10.0  # actions per second (the episode's fps)
+    sync_tolerance: float = 0.02  # seconds: a frame further from its step counts as out of tolerance
+    stale_after: float = 1.0  # seconds a stream may stay silent in an episode before it ends, marked
+    joints: JointsLayout = field(default_factory=JointsLayout)
+    # the sim robot's reset (std_srvs/Trigger): each episode starts with a new scene; empty: a real
+    # robot, where the operator resets the scene in the reset phase
+    reset_service: str = "sim_robot/reset"
+    joy_topic: str = "joy"  # sensor_msgs/Joy of a space mouse (spacenav_node) or a gamepad (source joy)
+    leader_topic: str = "leader/joint_states"  # the leader arm's joint states (source leader)
+    follower_urdf: str = ""  # the follower arm's URDF, for its end-effector pose (empty: the sim arm's)
+    startup_timeout: float = 10.0  # seconds to wait for the robot's topics
 
 
 @dataclass
@@ -66,12 +97,13 @@ class RecordConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     seed: int = 0  # sim: episode i is set up from demo seed (seed, i), i counting the dataset's episodes
     realtime: bool = True  # sim: step at the control rate (a person needs it); false: as fast as it goes
-    min_free_mb: float = 500.0  # refuse to start with less free disk space in the dataset's folder
+    min_free_space_mb: float = 500.0  # refuse to start (or end an episode) with less free disk space
     env: TaskConfig = field(default_factory=TaskConfig)  # the sim task's settings (mode sim)
     demo: DemoConfig = field(default_factory=DemoConfig)  # the scripted expert's imperfections
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
     joy: JoyConfig = field(default_factory=JoyConfig)
     leader: LeaderConfig = field(default_factory=LeaderConfig)
+    ros: RosRecordConfig = field(default_factory=RosRecordConfig)
 
     def __post_init__(self) -> None:
         if self.task not in sim.TASK_NAMES:
@@ -82,64 +114,77 @@ class RecordConfig:
             )
         if self.mode == "ros" and self.source == "scripted":
             raise ValueError("the scripted expert reads the sim's state: use mode=sim for source=scripted")
-        if self.min_free_mb < 0:
-            raise ValueError(f"min_free_mb must be >= 0, got {self.min_free_mb}")
+
+    @property
+    def episode_source(self) -> Literal["demo", "scripted"]:
+        return "scripted" if self.source == "scripted" else "demo"
 
 
 class RecordingError(RuntimeError):
     """Recording cannot start or go on; the text names the fix."""
 
 
-def check_dataset_folder(folder: Path, min_free_mb: float) -> None:
-    """Before anything is recorded: the folder can be written and has room."""
+def action_layout(task: str) -> ActionLayout:
+    env = sim.make(task, TaskConfig(image_size=16))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".aps-record-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise RecordingError(
-            f"cannot write episodes into {folder} ({err.strerror}): choose dataset=..."
-        ) from err
-    free_mb = shutil.disk_usage(folder).free / 1e6
-    if free_mb < min_free_mb:
-        raise RecordingError(
-            f"{folder} has {free_mb:.0f} MB free, less than min_free_mb={min_free_mb:g}: free some space "
-            "or record elsewhere (dataset=...)"
-        )
+        if not isinstance(env, ArmEnv):
+            raise RecordingError("teleoperation drives arm tasks; for tmaze use source=scripted")
+        return ActionLayout(tuple(env.ee_axes), env.has_gripper)
+    finally:
+        env.close()
 
 
-def action_layout(env: object) -> ActionLayout:
-    if not isinstance(env, ArmEnv):
-        raise RecordingError("teleoperation drives arm tasks; for tmaze use source=scripted")
-    return ActionLayout(tuple(env.ee_axes), env.has_gripper)
+def delete_episode(dataset: EpisodeDataset, path: Path) -> Path:
+    """Remove an episode the operator took back (<- in the reset phase), and its manifest entry."""
+    path.unlink()
+    dataset.write_manifest()
+    return path
+
+
+def saved_path(core: RecorderCore) -> Path:
+    """The file of the episode the core has just closed, or the reason it has none."""
+    records = core.drain_records()
+    core.drain_events()
+    if not records or records[-1].path is None:
+        why = records[-1].reason if records else "the recorder did not close it"
+        raise RecordingError(f"the episode was not saved: {why}")
+    return records[-1].path
 
 
 class SimBackend:
-    """Episodes in MuJoCo in this process, written step by step (policies.episodes.EpisodeWriter).
-
-    The last step is held back until the next one comes, so an episode ended by a key, the time
-    limit or Esc gets `truncated` on its true last step (it stopped without the task ending)."""
+    """Episodes in MuJoCo in this process, written through the recorder core as the robot graph's are:
+    the sim's observations are the streams (stamped in sim time, one control period a step), the
+    action the step stream, and the sim's own reward and success ride beside the privileged state."""
 
     def __init__(self, config: RecordConfig) -> None:
         self.config = config
-        self.dataset = EpisodeDataset(config.dataset)
-        check_dataset_folder(self.dataset.root, config.min_free_mb)
         self.env = sim.make(config.task, config.env)
         self.fps = float(self.env.control_hz)
+        self.core = RecorderCore(
+            RecorderConfig(
+                dataset=config.dataset, task=config.task, robot=getattr(self.env, "robot_name", "sim"),
+                source=config.episode_source, control_hz=self.fps, onboard_streams=["onboard"],
+                privileged_streams=["privileged"], reward="stream",
+                min_free_space_mb=config.min_free_space_mb,
+            )
+        )  # fmt: skip
         self.teleop = (
-            KeyboardTeleop(action_layout(self.env), config.keyboard) if config.source == "keyboard" else None
+            KeyboardTeleop(action_layout(config.task), config.keyboard)
+            if config.source == "keyboard"
+            else None
         )
-        self.next_index = len(self.dataset)
-        self.writer: EpisodeWriter | None = None
+        self.next_index = len(self.core.dataset)
         self.last_saved: Path | None = None
+        self.period_ns = round(NS / self.fps)
+        self.stamp = 0  # sim time, rising across episodes as the core needs
         self.seed = 0
         self.steps = 0
+        self.done = True
         self.started = self.next_due = 0.0
 
     def stats(self) -> BackendStats:
         elapsed = time.monotonic() - self.started
-        fps = self.steps / elapsed if self.writer is not None and elapsed > 0 else 0.0
+        fps = self.steps / elapsed if not self.done and elapsed > 0 else 0.0
         return BackendStats(self.steps, fps, self.fps, 0)
 
     def begin(self, rerecord: bool) -> None:
@@ -147,81 +192,62 @@ class SimBackend:
             self.seed = demo_seed(self.config.seed, self.next_index)
             self.next_index += 1
         self.obs, _ = self.env.reset(seed=self.seed)
-        self.expert = (
-            sim.make_demonstrator(self.env, self.config.demo, self.seed)
-            if self.config.source == "scripted"
-            else None
-        )
-        if self.expert is not None:
+        self.expert = None
+        if self.config.source == "scripted":
+            self.expert = sim.make_demonstrator(self.env, self.config.demo, self.seed)
             self.expert.reset()
         if self.teleop is not None:
             self.teleop.reset()
-        self.writer = EpisodeWriter(self.dataset.next_path())
-        self.writer.add_observation(self.obs, 0.0)
-        self.held: tuple | None = None  # the last transition and observation, not yet written
+        self.stamp += self.period_ns
+        self.core.start(self.stamp, self.seed, attrs={"teleop": self.config.source})
+        self._observe(0.0, False)
         self.steps, self.success, self.done = 0, False, False
         self.started = self.next_due = time.monotonic()
+
+    def _observe(self, reward: float, success: bool) -> None:
+        outcome = {STREAM_REWARD_KEY: np.float32([reward]), STREAM_SUCCESS_KEY: np.float32([success])}
+        self.core.add("onboard", self.stamp, self.obs["onboard"])
+        self.core.add("privileged", self.stamp, {**self.obs["privileged"], **outcome})
 
     def wait(self, now: float) -> float:
         """Seconds until the next step is due (0: now)."""
         return max(0.0, self.next_due - now) if self.config.realtime else 0.0
 
-    def poll(self, now: float) -> bool | None:
+    def poll(self, now: float) -> Ended | None:
         """One control step when it is due; the sim's success once the task has ended the episode."""
-        if self.done or self.writer is None or (self.config.realtime and now < self.next_due):
+        if self.done or (self.config.realtime and now < self.next_due):
             return None
-        self.next_due += 1.0 / self.fps
-        if self.next_due < now:  # fell behind (a slow render): do not try to catch up in a burst
-            self.next_due = now
-        if self.teleop is not None:
-            action = self.teleop.action(now)
-        else:
-            action = self.expert.act(self.obs) if self.expert is not None else np.zeros(1)
+        self.next_due = max(self.next_due + 1.0 / self.fps, now)  # behind (a slow render): no burst
+        action = self.teleop.action(now) if self.teleop is not None else self.expert.act(self.obs)
+        self.core.add("action", self.stamp, {"action": action})
         self.obs, reward, terminated, truncated, info = self.env.step(action)
-        self._write_held()
-        self.steps += 1
-        self.held = (action, reward, terminated, truncated, self.obs, self.steps / self.fps)
+        self.stamp += self.period_ns
         self.success |= bool(info["success"])
+        self._observe(reward, bool(info["success"]))
+        self.steps += 1
         self.done = bool(terminated or truncated)
-        return self.success if self.done else None
-
-    def _write_held(self, end: bool = False) -> None:
-        if self.held is None or self.writer is None:
-            return
-        action, reward, terminated, truncated, obs, stamp = self.held
-        self.writer.add_transition(action, reward, terminated, truncated or (end and not terminated))
-        self.writer.add_observation(obs, stamp)
-        self.held = None
+        return Ended(self.success, "ended by the task") if self.done else None
 
     def finish(self) -> bool | None:
         self.done = True
         return self.success
 
     def save(self, success: bool) -> Path:
-        assert self.writer is not None
-        self._write_held(end=True)
-        attrs = {
-            "task": self.config.task, "robot": self.env.robot_name, "fps": self.fps, "success": success,
-            "source": "demo" if self.config.source == "keyboard" else "scripted", "seed": self.seed,
-            "reported_success": self.success, "teleop": self.config.source,
-        }  # fmt: skip
-        path = self.writer.close(attrs)
-        self.writer = None
-        self.last_saved = self.dataset.added(path)
-        return path
+        self.core.end(self.stamp, success=success)  # a success is terminal, else truncated
+        self.last_saved = saved_path(self.core)
+        return self.last_saved
 
     def discard(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
+        if self.core.recording:
+            self.core.discard()
+            self.core.drain_records()
+            self.core.drain_events()
         self.steps = 0
 
     def undo(self) -> Path:
         assert self.last_saved is not None
         path, self.last_saved = self.last_saved, None
-        path.unlink()
-        self.dataset.write_manifest()
-        return path
+        return delete_episode(self.core.dataset, path)
 
     def close(self) -> None:
         self.discard()
@@ -260,10 +286,8 @@ def run(config: RecordConfig, console: Console | None = None) -> RecordSession:
                     session.key(key, now)
                     if session.phase != phase and keys is not None:
                         keys.flush()
-                if session.phase == "recording":
-                    reported = backend.poll(now)
-                    if reported is not None:
-                        session.episode_over(reported, now, "ended by the task")
+                if session.phase == "recording" and (ended := backend.poll(now)) is not None:
+                    session.ended(ended, now)
                 session.tick(now)
                 if now - shown >= REFRESH_S or session.phase == "done":
                     live.update(render(session, backend.stats(), now, title, help_line), refresh=True)
@@ -302,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(RecordConfig, args.config, args.overrides)
         run(config)
-    except (ConfigError, ValueError, RecordingError, EpisodeFormatError, OSError) as err:
+    except (ConfigError, ValueError, RecordingError, RecorderError, EpisodeFormatError, OSError) as err:
         print(f"aps-record: {err}", file=sys.stderr)
         return 2
     return 0

@@ -36,9 +36,11 @@ def render(
         clock = f"next episode in {max(0.0, config.reset_time_s - elapsed):4.1f} s"
     else:
         clock = f"{elapsed:5.1f} s"
-    head = Text.assemble(
-        (f" {label} ", style), f"  episode {session.episode} of {config.num_episodes}  ", clock
-    )
+    if session.phase == "done":
+        where = f"  {session.saved} of {config.num_episodes} episodes saved  "
+    else:
+        where = f"  episode {session.episode} of {config.num_episodes}  "
+    head = Text.assemble((f" {label} ", style), where, clock)
     grid = Table.grid(padding=(0, 3))
     grid.add_row(
         f"steps {stats.steps}",

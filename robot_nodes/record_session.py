@@ -45,6 +45,17 @@ class SessionConfig:
 
 
 @dataclass
+class Ended:
+    """An episode that ended without a key: by the task (the sim), or closed by the recorder itself
+    (a device lost, the disk filling up), which has then saved it already, marked."""
+
+    success: bool | None  # what the sim or the sensors report
+    why: str
+    closed: bool = False  # the recorder closed it itself: saved (marked) or, with nothing in it, not
+    saved: Path | None = None
+
+
+@dataclass
 class BackendStats:
     steps: int  # control steps of the episode in progress
     fps: float  # control steps per second, measured
@@ -129,8 +140,20 @@ class RecordSession:
             elif key in STOP_KEYS:
                 self._stop("stopped")
 
+    def ended(self, ended: Ended, now: float) -> None:
+        """The backend reports the episode over: on to marking, or (saved by the recorder) to reset."""
+        if not ended.closed:
+            self.episode_over(ended.success, now, ended.why)
+        elif ended.saved is None:
+            self.discarded += 1
+            self.message = f"episode {self.episode} {ended.why}: nothing to keep, re-recording it"
+            self.phase, self.since, self.rerecord, self.last_success = "reset", now, True, None
+        else:
+            self.message = f"episode {self.episode} {ended.why}: kept as {ended.saved.name}, marked"
+            self._count_saved(bool(ended.success), now)
+
     def episode_over(self, success: bool | None, now: float, why: str) -> None:
-        """The episode ended (a key, the time limit, the task, a lost device): on to marking."""
+        """The episode ended (a key, the time limit, the task): on to marking."""
         if self.phase != "recording":
             return
         self.suggestion = success
@@ -162,10 +185,13 @@ class RecordSession:
             self.phase, self.since, self.rerecord = "reset", now, True
             return
         path = self.backend.save(success)
+        self.message = f"saved {path.name} as {'success' if success else 'failure'}"
+        self._count_saved(success, now)
+
+    def _count_saved(self, success: bool, now: float) -> None:
         self.saved += 1
         self.successes += int(success)
         self.last_success = success
-        self.message = f"saved {path.name} as {'success' if success else 'failure'}"
         if self.saved >= self.config.num_episodes:
             self._stop("done")
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 
@@ -34,7 +35,36 @@ from robot_nodes.messages import EpisodeEvent, MessageError
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.qos import command_qos, latched_qos
 from robot_nodes.recorder_core import EpisodeRecord, RecorderCore, RecorderError
-from robot_nodes.recorder_streams import MESSAGE_TYPES, RecorderNodeConfig, StreamDecoder
+from robot_nodes.recorder_streams import MESSAGE_TYPES, RecorderNodeConfig, StreamDecoder, StreamKind
+
+
+def subscribe_streams(
+    node: Node,
+    kinds: dict[str, StreamKind],
+    config: RecorderNodeConfig,
+    callback: Callable[[str, object], None],
+) -> dict[str, QoSProfile]:
+    """Subscribe `callback(topic, msg)` to every stream, once each has a publisher (StartupError after
+    `startup_timeout`): reliable where every publisher is reliable, else best effort. Returns the QoS."""
+    deadline = time.monotonic() + config.startup_timeout
+    while missing := [t for t in kinds if not node.get_publishers_info_by_topic(t)]:
+        if time.monotonic() > deadline:
+            raise StartupError(
+                f"no publisher on {missing} after {config.startup_timeout:g} s: start the robot (or sim "
+                "robot) and the policy or teleop, or name the streams (onboard_streams:=[...])"
+            )
+        time.sleep(0.05)
+    profiles = {}
+    for topic, kind in kinds.items():
+        offered = [info.qos_profile.reliability for info in node.get_publishers_info_by_topic(topic)]
+        reliable = all(r == ReliabilityPolicy.RELIABLE for r in offered)
+        profiles[topic] = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=config.queue_depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )  # fmt: skip
+        node.create_subscription(MESSAGE_TYPES[kind], topic, partial(callback, topic), profiles[topic])
+    return profiles
 
 
 class RecorderNode(Node):
@@ -43,9 +73,7 @@ class RecorderNode(Node):
         self.config = declare_config(self, RecorderNodeConfig)
         self.core = RecorderCore(self.config)
         self.decoder = StreamDecoder(self.config)
-        qos = self.matching_qos()
-        for topic, kind in self.decoder.kinds.items():
-            self.create_subscription(MESSAGE_TYPES[kind], topic, partial(self.on_message, topic), qos[topic])
+        qos = subscribe_streams(self, self.decoder.kinds, self.config, self.on_message)
         self.events = None
         if self.config.episodes == "events":
             self.create_subscription(String, "episode_events", self.on_episode_event, latched_qos(depth=10))
@@ -63,27 +91,6 @@ class RecorderNode(Node):
             f"recording {sorted(self.decoder.kinds)} into {self.config.dataset} ({self.config.episodes}); "
             f"reliable: {reliable}"
         )
-
-    def matching_qos(self) -> dict[str, QoSProfile]:
-        """Per stream: reliable where every publisher is reliable, else best effort; waits for them."""
-        deadline = time.monotonic() + self.config.startup_timeout
-        while missing := [t for t in self.decoder.kinds if not self.get_publishers_info_by_topic(t)]:
-            if time.monotonic() > deadline:
-                raise StartupError(
-                    f"no publisher on {missing} after {self.config.startup_timeout:g} s: start the robot (or "
-                    "sim robot) and policy or teleop nodes, or name the streams (onboard_streams:=[...])"
-                )
-            time.sleep(0.05)
-        profiles = {}
-        for topic in self.decoder.kinds:
-            offered = [info.qos_profile.reliability for info in self.get_publishers_info_by_topic(topic)]
-            reliable = all(r == ReliabilityPolicy.RELIABLE for r in offered)
-            profiles[topic] = QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=self.config.queue_depth,
-                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                durability=DurabilityPolicy.VOLATILE,
-            )  # fmt: skip
-        return profiles
 
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

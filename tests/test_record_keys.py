@@ -130,8 +130,9 @@ def test_keys_through_a_pty_end_mark_rerecord_delete_and_stop(tmp_path) -> None:
     # the discarded and the deleted recordings of episode 2 were re-recorded on the same scene
     assert [first.attrs["seed"], second.attrs["seed"]] == [demo_seed(0, 0), demo_seed(0, 1)]
     assert np.any(first.action[:, 0] > 0) and np.all(first.action[:, 1:4] == 0)  # w moved along +x only
-    for episode in (first, second):  # ended by a key: truncated on the last step, never terminated
-        assert episode.truncated[-1] and not episode.truncated[:-1].any() and not episode.terminated.any()
+    # ended by a key: a success ends terminal, a failure truncated, on the last step only
+    assert first.terminated[-1] and not first.truncated.any() and not first.terminated[:-1].any()
+    assert second.truncated[-1] and not second.terminated.any() and not second.truncated[:-1].any()
     assert EpisodeDataset(dataset).read_manifest()["episodes"] == 2
     assert sorted(p.name for p in dataset.iterdir()) == [
         "episode_000000.h5",
@@ -153,8 +154,8 @@ def test_the_scripted_expert_runs_without_a_terminal_and_the_sim_labels_it(tmp_p
     assert len(episodes) == 3
     for episode in episodes:
         assert episode.attrs["source"] == "scripted"
-        assert episode.attrs["success"] == episode.attrs["reported_success"]
-        assert episode.terminated[-1] == episode.attrs["success"]  # search-pick ends at success
+        # labelled by the sim: search-pick ends at its first success, with the sim's reward
+        assert episode.terminated[-1] == episode.attrs["success"] == (episode.reward[-1] == 1.0)
         assert episode.terminated[-1] or episode.truncated[-1]
     assert any(e.success for e in episodes)  # the expert is good at this task
 
@@ -182,7 +183,10 @@ def test_the_time_limit_ends_an_episode_into_marking(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("dataset={file}/demos", "cannot write episodes into"), ("min_free_mb=1e12", "MB free, less than")],
+    [
+        ("dataset={file}/demos", "cannot write episodes into"),
+        ("min_free_space_mb=1e12", "MB free, below min_free_space_mb"),
+    ],
 )
 def test_an_unwritable_or_full_dataset_folder_is_refused_before_recording(tmp_path, setting, message) -> None:
     blocker = tmp_path / "a-file"
