@@ -170,7 +170,7 @@ class RecorderNode(Node):
     # --- outputs ------------------------------------------------------------------------------
     def flush(self) -> None:
         for event in self.core.drain_events():
-            if self.events is not None:
+            if self.events is not None and self.context.ok():
                 self.events.publish(event.to_msg())
         for record in self.core.drain_records():
             self.report(record)
@@ -183,7 +183,8 @@ class RecorderNode(Node):
             "success": record.success, "reason": record.reason, "policy_version": version,
             "sync": asdict(record.sync),
         }  # fmt: skip
-        self.records.publish(String(data=json.dumps(summary)))
+        if self.context.ok():  # at shutdown (Ctrl-C) the record is still logged, and the file kept
+            self.records.publish(String(data=json.dumps(summary)))
         line = f"episode {record.episode} (seed {record.seed}): {record.status}, {record.steps} steps"
         if record.status == "interrupted":
             self.get_logger().warning(f"{line}: {record.reason}; kept as {record.path}")

@@ -116,7 +116,8 @@ def test_the_online_loop_raises_the_policy_version_between_episodes(ros, tmp_pat
     assert len(recorded) >= 3 and len(copies) >= 2
     assert copies <= {sha256(f.path) for f in recorded}
     for file in recorded:
-        assert len(file) == STEPS or file.attrs["success"]  # whole episodes only
+        # whole episodes, or marked as cut short (the graph stopping mid-episode)
+        assert len(file) == STEPS or file.attrs["success"] or "interrupted" in file.attrs
         assert file.attrs["policy_version"] in per_episode and file.attrs["source"] == "policy"
     assert (tmp_path / "learner" / "checkpoint" / "policy.safetensors").is_file()
     trained = json.loads((tmp_path / "learner" / "checkpoint" / "checkpoint.json").read_text())
