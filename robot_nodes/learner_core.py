@@ -28,6 +28,7 @@ from policies.trainer import Trainer, TrainerConfig
 
 EPISODES = "episodes"  # under out_dir: the episodes received, as the learner's own dataset
 CHECKPOINT = "checkpoint"  # under out_dir: the latest checkpoint
+HISTORY = "history"  # under out_dir: checkpoints kept every keep_every online episodes
 
 
 @dataclass
@@ -49,14 +50,19 @@ class LearnerNodeConfig:
     seed: int = 0  # replay sampling; initial weights and augmentation (seeded by the entry point)
     slice_updates: int = 25  # updates between looks for new episodes, so an arrival waits little
     save_every: int = 1  # episodes ingested between checkpoints (0: only at the end)
+    # also keep the checkpoint as it is after every this many online episodes, in
+    # <out_dir>/history/episodes-<n> (learning curves; 0: keep none)
+    keep_every: int = 0
 
     def __post_init__(self) -> None:
         if not self.task:
             raise ValueError("task is not set: give the task trained (task:=search-pick)")
         if not self.demos:
             raise ValueError("demos is not set: give the folder of demonstration episodes (demos:=...)")
-        if self.image_size < 0 or self.threads < 0 or self.save_every < 0 or self.slice_updates < 1:
-            raise ValueError("image_size, threads and save_every must be >= 0, slice_updates >= 1")
+        if min(self.image_size, self.threads, self.save_every, self.keep_every) < 0 or self.slice_updates < 1:
+            raise ValueError(
+                "image_size, threads, save_every and keep_every must be >= 0, slice_updates >= 1"
+            )
 
 
 class IngestError(ValueError):
@@ -110,6 +116,7 @@ class LearnerCore:
         self.published = version  # the newest version handed out (the policy node starts with this one)
         self.offline_left = 0 if config.checkpoint else config.trainer.offline_updates
         self.ingested_since_save = 0
+        self.keep_due = False  # the episode just ingested completes a keep_every block
 
     @property
     def version(self) -> int:
@@ -149,6 +156,8 @@ class LearnerCore:
         except (ValueError, KeyError) as err:
             raise IngestError(f"{path}: {err}") from err
         self.ingested_since_save += 1
+        keep = self.config.keep_every
+        self.keep_due |= bool(keep) and self.trainer.online_episodes % keep == 0
         return (
             f"episode {Path(path).name}: {len(episode)} steps, success {episode.success}, policy version "
             f"{episode.attrs.get('policy_version', '?')}; {self.trainer.owed_updates} updates owed"
@@ -166,14 +175,20 @@ class LearnerCore:
         return self.trainer.weights(self.config.task)
 
     def save_due(self) -> bool:
-        return self.config.save_every > 0 and self.ingested_since_save >= self.config.save_every
+        return self.keep_due or (
+            self.config.save_every > 0 and self.ingested_since_save >= self.config.save_every
+        )
 
     def save(self) -> Path:
-        self.ingested_since_save = 0
-        return self.trainer.save(
-            Path(self.config.out_dir) / CHECKPOINT, self.config.task,
-            {"online_episodes": self.trainer.online_episodes, "online_steps": self.trainer.online_steps},
-        )  # fmt: skip
+        """The latest checkpoint (and a kept copy when one is due). Returns the latest's folder."""
+        metrics = {"online_episodes": self.trainer.online_episodes, "online_steps": self.trainer.online_steps}
+        out = Path(self.config.out_dir)
+        if self.keep_due:
+            self.trainer.save(
+                out / HISTORY / f"episodes-{self.trainer.online_episodes:06d}", self.config.task, metrics
+            )
+        self.ingested_since_save, self.keep_due = 0, False
+        return self.trainer.save(out / CHECKPOINT, self.config.task, metrics)
 
 
 def _resized_spec(spec: ObsSpec, image_size: int) -> ObsSpec:

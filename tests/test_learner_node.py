@@ -4,6 +4,7 @@ and aps-learner in its own process over DDS taking an episode and publishing new
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -126,9 +127,20 @@ def test_learner_core_trains_offline_then_on_each_episode_at_the_set_ratio(tmp_p
 
 def test_learner_core_from_a_checkpoint_continues_its_versions(tmp_path, demos) -> None:
     torch.manual_seed(0)
-    core = LearnerCore(learner_config(tmp_path, demos))
+    core = LearnerCore(learner_config(tmp_path, demos, keep_every=2))
     core.train_offline(6)
     checkpoint = core.save()  # version 1
+    core.go_online()
+    for index in range(3):  # a copy is kept after the 2nd episode, none after the 1st or 3rd
+        core.ingest(save_episode(episode(index, 4), tmp_path / f"kept_{index}.h5"))
+        if core.save_due():
+            core.save()
+    kept = tmp_path / "learner" / "history"
+    assert [p.name for p in kept.iterdir()] == ["episodes-000002"]
+    assert (
+        json.loads((kept / "episodes-000002" / "checkpoint.json").read_text())["metrics"]["online_episodes"]
+        == 2
+    )
     resumed = LearnerCore(learner_config(tmp_path, demos, checkpoint=str(checkpoint)))
     assert resumed.offline_left == 0 and resumed.version == 1
     resumed.go_online()
@@ -139,6 +151,21 @@ def test_learner_core_from_a_checkpoint_continues_its_versions(tmp_path, demos) 
     assert unpack_actor_weights(resumed.new_weights(), actor, TASK, 1).version == 2
     with pytest.raises(WeightsError, match="not newer"):
         unpack_actor_weights(core.trainer.weights(TASK), actor, TASK, 2)
+
+
+def test_learner_core_keeps_a_checkpoint_every_few_episodes(tmp_path, demos) -> None:
+    core = LearnerCore(learner_config(tmp_path, demos, keep_every=2, save_every=0))
+    core.train_offline(6)
+    core.go_online()
+    for index in range(3):  # kept after the 2nd episode, not after the 1st nor the 3rd
+        core.ingest(save_episode(episode(index, 4), tmp_path / f"episode_{index}.h5"))
+        core.train_owed(10)
+        if core.save_due():
+            core.save()
+    kept = tmp_path / "learner" / "history"
+    assert [p.name for p in kept.iterdir()] == ["episodes-000002"]
+    card = json.loads((kept / "episodes-000002" / "checkpoint.json").read_text())
+    assert card["metrics"]["online_episodes"] == 2 and card["updates"] == 6 + 4  # 8 online steps at 0.5
 
 
 def test_learner_settings_are_checked(tmp_path, demos) -> None:
