@@ -3,8 +3,10 @@
 The packets are `robot_nodes.episode_transfer` chunks in `std_msgs/UInt8MultiArray` messages on
 `episode_files`. QoS: reliable (every chunk counts), volatile (a learner that joins later does not
 want the backlog replayed from the recorder's memory: the recorder's disk keeps every episode), keep
-last `WINDOW`: the sender waits for every reader to acknowledge each window before it sends the
-next, so no unacknowledged chunk is ever pushed out of the history, whatever the file's size.
+all: the writer holds each chunk until every reader has acknowledged it, and the reader holds what
+its node has not taken yet, so a file of any size arrives whole however the two sides lag.
+(`Publisher.wait_for_all_acked` would bound the writer's memory, but it holds the GIL while it
+waits, and acknowledgements can take a heartbeat period, 3 s in Fast DDS: it froze the recorder.)
 Sending runs on a thread of its own, so a large file never stalls the recorder's callbacks.
 """
 
@@ -16,7 +18,6 @@ import socket
 import threading
 from pathlib import Path
 
-from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
@@ -24,13 +25,11 @@ from std_msgs.msg import UInt8MultiArray
 from robot_nodes.episode_transfer import DEFAULT_CHUNK_BYTES, episode_chunks
 
 EPISODE_FILES_TOPIC = "episode_files"
-WINDOW = 16  # chunks in flight before the sender waits for acknowledgements
-ACK_TIMEOUT_S = 30.0  # a reader that acknowledges nothing this long is given up on for that file
 
 
 def episode_files_qos() -> QoSProfile:
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=WINDOW, reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )  # fmt: skip
 
@@ -60,24 +59,9 @@ class EpisodeSender:
                 continue
             transfer = f"{self.prefix}-{self.sent}"
             self.sent += 1
-            acknowledged = True
-            for index, packet in enumerate(episode_chunks(path, transfer, self.chunk_bytes)):
+            for packet in episode_chunks(path, transfer, self.chunk_bytes):
                 self.publisher.publish(UInt8MultiArray(data=packet))
-                if (index + 1) % WINDOW == 0:
-                    acknowledged &= self._wait_acked()
-            acknowledged &= self._wait_acked()
-            if acknowledged:
-                self.logger.info(
-                    f"sent {path.name} ({path.stat().st_size / 1e6:.1f} MB) as transfer {transfer}"
-                )
-            else:
-                self.logger.warning(
-                    f"{path.name}: a reader of {self.publisher.topic_name} acknowledged nothing for "
-                    f"{ACK_TIMEOUT_S:g} s; it may lack this episode (the file stays on disk)"
-                )
-
-    def _wait_acked(self) -> bool:
-        return self.publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
+            self.logger.info(f"sent {path.name} ({path.stat().st_size / 1e6:.1f} MB) as transfer {transfer}")
 
     def close(self, timeout: float = 30.0) -> None:
         """Send what is queued (within `timeout`), then stop the thread."""

@@ -107,7 +107,7 @@ class LearnerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(LearnerNode, args, "learner")
+    return run_node(LearnerNode, args, "learner", finish_callbacks=True)  # it writes files
 
 
 if __name__ == "__main__":

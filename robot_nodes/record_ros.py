@@ -37,7 +37,7 @@ from robot_nodes.record_cli import RecordConfig, RecordingError, action_layout, 
 from robot_nodes.record_session import BackendStats, Ended
 from robot_nodes.recorder_core import RecorderCore, RecorderError
 from robot_nodes.recorder_node import subscribe_streams
-from robot_nodes.recorder_streams import RecorderNodeConfig, StreamDecoder
+from robot_nodes.recorder_streams import DataClock, RecorderNodeConfig, StreamDecoder
 from robot_nodes.teleop import JoyTeleop, KeyboardTeleop, LeaderArmTeleop
 
 NS = 1_000_000_000
@@ -70,6 +70,7 @@ class RosBackend:
         self.decoder = StreamDecoder(self.recorder_config)
         observed = {t: k for t, k in self.decoder.kinds.items() if t != self.recorder_config.step_stream}
         self.newest: dict[str, int] = {}  # observation stream -> newest stamp
+        self.data_clock = DataClock()
         self.follower: np.ndarray | None = None  # the arm's joints (leader teleop)
         self.joy: tuple[list[float], list[int]] | None = None
         self.leader: dict[str, float] | None = None
@@ -118,6 +119,7 @@ class RosBackend:
             return
         with self.lock:
             self.newest[topic] = max(self.newest.get(topic, 0), decoded.stamp_ns)
+            self.data_clock.heard(decoded.stamp_ns, self.node.get_clock().now().nanoseconds)
             if isinstance(msg, JointState):
                 self.follower = decoded.arrays["joints"][: len(self.config.joints.arm)]
             if self.feeding:
@@ -161,7 +163,9 @@ class RosBackend:
                     self.actions.publish(vectors_to_msg({"action": action}, stamp))
                     self.add(self.recorder_config.step_stream, stamp, {"action": action})
                     self.acted, self.steps = stamp, self.steps + 1
-            self.core.poll(self.node.get_clock().now().nanoseconds)
+            now = self.data_clock.now(self.node.get_clock().now().nanoseconds)
+            if now is not None:
+                self.core.poll(now)
             if not self.core.recording:  # the recorder closed it: a device lost, the disk filling up
                 self.acting = False
                 self.reported = self.closed()

@@ -35,7 +35,13 @@ from robot_nodes.messages import EpisodeEvent, MessageError
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.qos import command_qos, latched_qos
 from robot_nodes.recorder_core import EpisodeRecord, RecorderCore, RecorderError
-from robot_nodes.recorder_streams import MESSAGE_TYPES, RecorderNodeConfig, StreamDecoder, StreamKind
+from robot_nodes.recorder_streams import (
+    MESSAGE_TYPES,
+    DataClock,
+    RecorderNodeConfig,
+    StreamDecoder,
+    StreamKind,
+)
 
 
 def subscribe_streams(
@@ -85,6 +91,8 @@ class RecorderNode(Node):
         self.versions: dict[int, int] = {}  # episode -> the policy version that acted in it
         self.heard_steps = False
         self.last_step_ns: int | None = None  # the newest step-stream stamp
+        self.data_clock = DataClock()
+        self.following: int | None = None  # the episode (of episode_events) being recorded
         self.create_timer(1.0 / self.config.control_hz, self.on_tick)
         reliable = sorted(t for t, q in qos.items() if q.reliability == ReliabilityPolicy.RELIABLE)
         self.get_logger().info(
@@ -99,6 +107,7 @@ class RecorderNode(Node):
     def on_message(self, topic: str, msg: object) -> None:
         try:
             decoded = self.decoder.decode(topic, msg)
+            self.data_clock.heard(decoded.stamp_ns, self.now_ns())
             if topic == self.config.step_stream:
                 self.check_first_step(decoded.stamp_ns)
                 self.last_step_ns = max(self.last_step_ns or 0, decoded.stamp_ns)
@@ -139,9 +148,19 @@ class RecorderNode(Node):
     def on_episode_event(self, msg: String) -> None:
         try:
             event = EpisodeEvent.from_msg(msg)
-            if event.kind == "start":
+            late = (
+                self.last_step_ns is not None
+                and self.last_step_ns > event.stamp_ns + self.config.tolerance_ns
+            )
+            if event.kind == "start" and late:  # its steps came before its start (latched history)
+                self.get_logger().warning(
+                    f"episode {event.episode} began before the recorder heard it: not recorded "
+                    "(the recorder starts with the next one)"
+                )
+            elif event.kind == "start":
                 self.core.start(event.stamp_ns, event.seed, attrs={"source_episode": event.episode})
-            elif self.core.recording:
+                self.following = event.episode
+            elif event.episode == self.following and self.core.recording:
                 self.core.end(event.stamp_ns, event.success, event.truncated)
         except (MessageError, RecorderError) as err:
             self.get_logger().warning(f"episode event: {err}")
@@ -164,7 +183,9 @@ class RecorderNode(Node):
         self.flush()
 
     def on_tick(self) -> None:
-        self.core.poll(self.now_ns())
+        now = self.data_clock.now(self.now_ns())
+        if now is not None:
+            self.core.poll(now)
         self.flush()
 
     # --- outputs ------------------------------------------------------------------------------
@@ -183,8 +204,6 @@ class RecorderNode(Node):
             "success": record.success, "reason": record.reason, "policy_version": version,
             "sync": asdict(record.sync),
         }  # fmt: skip
-        if self.context.ok():  # at shutdown (Ctrl-C) the record is still logged, and the file kept
-            self.records.publish(String(data=json.dumps(summary)))
         line = f"episode {record.episode} (seed {record.seed}): {record.status}, {record.steps} steps"
         if record.status == "interrupted":
             self.get_logger().warning(f"{line}: {record.reason}; kept as {record.path}")
@@ -192,6 +211,8 @@ class RecorderNode(Node):
             self.get_logger().info(
                 f"{line}, success {record.success}" + (f": {record.reason}" if record.reason else "")
             )
+        if self.context.ok():  # at shutdown (Ctrl-C) the record is still logged, and the file kept
+            self.records.publish(String(data=json.dumps(summary)))
         if record.path is not None and self.sender is not None:
             self.sender.send(record.path)
 
@@ -204,7 +225,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(RecorderNode, args, "recorder")
+    return run_node(RecorderNode, args, "recorder", finish_callbacks=True)  # it writes files
 
 
 if __name__ == "__main__":

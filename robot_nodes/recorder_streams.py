@@ -117,3 +117,25 @@ class StreamDecoder:
             )
         version = vectors.get(VERSION_LABEL)
         return Decoded(stamp, {"action": vectors["action"]}, None if version is None else int(version[0]))
+
+
+class DataClock:
+    """The time the recorder core's stale checks (`RecorderCore.poll`) should see: the newest stamp
+    received on any stream, moved on by the clock since it was received. A recorder that lags (its
+    queues full on a loaded machine, or the /clock of a lockstep sim taken before the frames queued
+    behind it) is never ahead of its own data, so only a stream that falls silent while the others
+    go on, or all of them stopping while the clock runs, is stale."""
+
+    def __init__(self) -> None:
+        self.newest_ns: int | None = None  # the newest stamp received
+        self.received_at_ns = 0  # the clock when it was received
+
+    def heard(self, stamp_ns: int, clock_ns: int) -> None:
+        if self.newest_ns is None or stamp_ns > self.newest_ns:
+            self.newest_ns, self.received_at_ns = stamp_ns, clock_ns
+
+    def now(self, clock_ns: int) -> int | None:
+        """None until a message has come."""
+        if self.newest_ns is None:
+            return None
+        return self.newest_ns + max(0, clock_ns - self.received_at_ns)

@@ -195,3 +195,28 @@ def test_an_unwritable_or_full_dataset_folder_is_refused_before_recording(tmp_pa
     result = subprocess.run([APS_RECORD, *overrides], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_joystick_and_leader_arm_teleop_map_to_the_tasks_action() -> None:
+    from robot_nodes.teleop import ActionLayout, JoyConfig, JoyTeleop, LeaderArmTeleop, LeaderConfig
+    from sim.base import EE_STEP
+    from sim.scene import ARM_JOINTS, FINGER_OPEN, ik
+
+    layout = ActionLayout(("x", "y", "z", "yaw"), gripper=True)
+    joy = JoyTeleop(layout, JoyConfig(signs=[1.0, -1.0, 1.0, 1.0], deadzone=0.1))
+    # spacenav: axes [x, y, z, roll, pitch, yaw], buttons [left, right]; small deflections are zero
+    action = joy.action([0.5, 0.5, 0.05, 0.9, 0.9, -2.0], [1, 0])
+    np.testing.assert_allclose(action, [0.5, -0.5, 0.0, -1.0, 1.0])  # clipped; left button closes
+    assert joy.action([0.0] * 6, [0, 0])[-1] == -1.0
+
+    leader = LeaderArmTeleop(layout, LeaderConfig(gripper_joint="finger_left"), "", list(ARM_JOINTS))
+    home = ik(np.array([0.36, 0.0, 0.28]), -np.pi / 2, 0.0).qpos
+    same = leader.action({**dict(zip(ARM_JOINTS, home, strict=True)), "finger_left": FINGER_OPEN}, home)
+    np.testing.assert_allclose(same[:4], 0.0, atol=1e-6)
+    assert same[-1] == -1.0  # the leader's gripper is open
+    ahead = ik(np.array([0.36 + EE_STEP / 2, 0.0, 0.28]), -np.pi / 2, 0.0).qpos  # half a step further out
+    moved = leader.action({**dict(zip(ARM_JOINTS, ahead, strict=True)), "finger_left": 0.0}, home)
+    np.testing.assert_allclose(moved[:4], [0.5, 0.0, 0.0, 0.0], atol=1e-3)
+    assert moved[-1] == 1.0  # closed below close_below
+    with pytest.raises(ValueError, match="lack"):
+        leader.action({"shoulder": 0.0}, home)
