@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,6 +475,23 @@ class EpisodeDataset:
         else:  # missing or out of step with the files (e.g. after a crash): rebuild it
             self.write_manifest()
         return path
+
+    def add_file(self, source: str | Path) -> Path:
+        """Copy an episode file into this dataset under the next name (checked first, copied under a
+        hidden name, renamed when complete) and update the manifest: merges and splits keep every
+        byte of an episode."""
+        EpisodeFile(source)  # a torn or malformed file is refused before anything is copied
+        path = self.next_path()
+        temporary = _temporary(path)
+        try:
+            shutil.copyfile(source, temporary)
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return self.added(path)
 
     def extend(self, episodes: list[Episode]) -> None:
         for episode in episodes:

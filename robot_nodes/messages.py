@@ -8,6 +8,8 @@ Stamps are integer nanoseconds of ROS time. Conventions of the stack's own topic
   vector (label = the name, size = stride = its length). The message has no header, so the stamp
   rides in a leading dimension labelled ``stamp`` whose size and stride hold the seconds and
   nanoseconds (as builtin_interfaces/Time does): a labelled vector synchronises like an Image.
+- The sim robot's `privileged_state` also carries its `reward` and `success` for the step
+  (`outcome_vectors`): the task's privileged keys never use those names.
 - Joint states: `sensor_msgs/JointState`, read back in the order of the names the reader asks for.
 - Episode events: `std_msgs/String` holding `EpisodeEvent` as JSON.
 """
@@ -27,6 +29,7 @@ from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension, String
 from calibration.camera_info import CameraInfo as CalibratedCamera
 
 STAMP_LABEL = "stamp"
+OUTCOME_KEYS = ("reward", "success")  # the sim's outcome beside its privileged state (never a task's key)
 NS = 1_000_000_000
 CLOCKS_APART_S = 3600.0  # a stamp this far behind the clock comes from another clock (sim vs wall time)
 
@@ -157,20 +160,34 @@ def pinhole_camera(name: str, fovy_deg: float, width: int, height: int) -> Calib
 # --- labelled vectors -------------------------------------------------------------------------
 
 
-def vectors_to_msg(vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None) -> Float32MultiArray:
-    """Named float32 vectors (each flattened) in one message, optionally stamped."""
-    dims = [] if stamp_ns is None else [_stamp_dim(stamp_ns)]
+def labelled_layout(
+    vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None
+) -> tuple[list[tuple[str, int, int]], np.ndarray]:
+    """The labelled-vector convention for any message library: (label, size, stride) of each
+    dimension (the stamp's first when given) and the concatenated float32 data."""
+    dims = []
+    if stamp_ns is not None:
+        time = to_time(stamp_ns)
+        dims.append((STAMP_LABEL, time.sec, time.nanosec))
     chunks = []
     for name, value in vectors.items():
         if name == STAMP_LABEL or not name:
             raise MessageError(f"{name!r} cannot name a vector (reserved or empty)")
         flat = np.asarray(value, dtype=np.float32).reshape(-1)
-        dims.append(MultiArrayDimension(label=name, size=flat.size, stride=flat.size))
+        dims.append((name, flat.size, flat.size))
         chunks.append(flat)
+    return dims, np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def vectors_to_msg(vectors: Mapping[str, np.ndarray], stamp_ns: int | None = None) -> Float32MultiArray:
+    """Named float32 vectors (each flattened) in one message, optionally stamped."""
+    dims, data = labelled_layout(vectors, stamp_ns)
     msg = Float32MultiArray()
-    msg.layout.dim = dims
+    msg.layout.dim = [
+        MultiArrayDimension(label=label, size=size, stride=stride) for label, size, stride in dims
+    ]
     msg.layout.data_offset = 0
-    msg.data = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    msg.data = data
     return msg
 
 
@@ -194,9 +211,11 @@ def vectors_from_msg(msg: Float32MultiArray) -> tuple[int | None, dict[str, np.n
     return stamp, vectors
 
 
-def _stamp_dim(stamp_ns: int) -> MultiArrayDimension:
-    time = to_time(stamp_ns)
-    return MultiArrayDimension(label=STAMP_LABEL, size=time.sec, stride=time.nanosec)
+def outcome_vectors(reward: float, success: bool) -> dict[str, np.ndarray]:
+    """The sim's outcome of a step as labelled vectors (`OUTCOME_KEYS`), published beside the
+    privileged state so a recorder can take the sim's own reward where the privileged keys cannot
+    give it (robot_nodes.recorder_core, reward=stream)."""
+    return {OUTCOME_KEYS[0]: np.array([reward], np.float32), OUTCOME_KEYS[1]: np.array([success], np.float32)}
 
 
 # --- joint states -----------------------------------------------------------------------------

@@ -45,6 +45,15 @@ class JointsLayout:
         opening = np.mean([positions[name] for name in self.gripper]) / self.gripper_open
         return np.append(arm, opening).astype(np.float32)
 
+    def positions(self, vector: np.ndarray) -> dict[str, float]:
+        """Joint positions whose `vector` is `vector` (each finger at the opening): its inverse."""
+        values = np.asarray(vector, dtype=np.float64)
+        size = len(self.arm) + bool(self.gripper)
+        if values.shape != (size,):
+            raise ValueError(f"a joints vector of this layout has {size} values, got shape {values.shape}")
+        positions = {name: float(v) for name, v in zip(self.arm, values, strict=False)}
+        return positions | {name: float(values[-1]) * self.gripper_open for name in self.gripper}
+
 
 @dataclass
 class PolicyNodeConfig:

@@ -48,14 +48,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from policies.episodes import PARTS, EpisodeDataset, EpisodeFormatError, EpisodeWriter
-from robot_nodes.messages import EpisodeEvent
+from robot_nodes.messages import OUTCOME_KEYS, EpisodeEvent
 from sim.config import RewardType
 from sim.rewards import PrivilegedReward, RewardUnavailable, StepOutcome, privileged_reward
 
 NS = 1_000_000_000
 MB = 1024 * 1024
-# Keys of the sim's own outcome beside the privileged state (reward=stream); never recorded as keys.
-STREAM_REWARD_KEY, STREAM_SUCCESS_KEY = "reward", "success"
 RewardSource = Literal["task", "label", "stream"]
 Status = Literal["complete", "interrupted", "discarded", "empty"]
 
@@ -471,16 +469,15 @@ class RecorderCore:
         """Append the observation at `stamp_ns` (and the transition that led to it). False when the
         episode had to be closed (a write failed or the reward cannot be computed)."""
         observation = self._observation(episode, stamp_ns)
-        outcome_keys = (STREAM_REWARD_KEY, STREAM_SUCCESS_KEY)
         outcome_values = {
-            k: observation["privileged"].pop(k) for k in outcome_keys if k in observation["privileged"]
+            k: observation["privileged"].pop(k) for k in OUTCOME_KEYS if k in observation["privileged"]
         }
         if self.config.reward == "stream" and len(outcome_values) != 2:
             self._fail(
-                episode, f"reward=stream: the privileged streams carry no {list(outcome_keys)} vectors"
+                episode, f"reward=stream: the privileged streams carry no {list(OUTCOME_KEYS)} vectors"
             )
             raise RecorderError(
-                f"reward=stream needs the sim's {list(outcome_keys)} beside the privileged state; "
+                f"reward=stream needs the sim's {list(OUTCOME_KEYS)} beside the privileged state; "
                 f"it has {sorted(observation['privileged'])}: publish them, or record with reward=label"
             )
         if self.reward_function is not None:
@@ -530,7 +527,7 @@ class RecorderCore:
     ) -> StepOutcome:
         if self.config.reward == "stream":
             return StepOutcome(
-                float(stream_values[STREAM_REWARD_KEY][0]), bool(stream_values[STREAM_SUCCESS_KEY][0] > 0.5)
+                float(stream_values[OUTCOME_KEYS[0]][0]), bool(stream_values[OUTCOME_KEYS[1]][0] > 0.5)
             )
         if self.reward_function is not None:
             return self.reward_function(

@@ -72,6 +72,8 @@ class Observation:
     joint_velocities: np.ndarray  # mean over the last control step (zero at a reset)
     onboard_vectors: dict[str, np.ndarray]  # onboard vectors other than joints
     privileged: dict[str, np.ndarray]
+    reward: float = 0.0  # the sim's reward for the step that led here (0 at a reset)
+    success: bool = False
 
 
 @dataclass
@@ -158,15 +160,17 @@ class SimRobotCore:
         mode = self.config.command_input
         if mode == "action":
             action = values if values is not None else np.zeros(self.env.action_space.shape)
-            obs, _, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
+            obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32))
         elif mode == "twist":
-            obs, _, terminated, truncated, info = self.env.step(self._twist_action(values, grip))
+            obs, reward, terminated, truncated, info = self.env.step(self._twist_action(values, grip))
         else:
             joints = values if values is not None else self.env._joint_target
-            obs, _, terminated, truncated, info = self.env.step_joint_targets(joints, grip)
+            obs, reward, terminated, truncated, info = self.env.step_joint_targets(joints, grip)
         self.steps += 1
         self.done = bool(terminated or truncated)
-        return StepResult(self._observation(obs, stamp_ns), self.done, bool(info["success"]), bool(truncated))
+        observation = self._observation(obs, stamp_ns)
+        observation.reward, observation.success = float(reward), bool(info["success"])
+        return StepResult(observation, self.done, observation.success, bool(truncated))
 
     def _grip(self) -> float:
         """The gripper command as the env's action value: -1 open .. +1 closed (open until told)."""

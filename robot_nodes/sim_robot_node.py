@@ -3,7 +3,8 @@
     aps-sim-robot --ros-args -p task:=search-pick -p env.image_size:=32 -p lockstep:=true
 
 Publishes `joint_states`, `<camera>/color/image_raw` + `<camera>/color/camera_info` for each onboard
-camera, `privileged_state` and `onboard_vectors` (stamped labelled Float32MultiArray) and
+camera, `privileged_state` (with the sim's `reward` and `success` for the step beside the task's
+privileged keys) and `onboard_vectors` (stamped labelled Float32MultiArray) and
 `episode_events`; obeys `servo_node/delta_twist_cmds` + `gripper_controller/joint_trajectory`,
 `arm_controller/joint_trajectory`, `forward_position_controller/commands` or `action`
 (`command_input`); `~/reset` (std_srvs/Trigger) starts an episode with the `next_seed` parameter's
@@ -37,6 +38,7 @@ from robot_nodes.messages import (
     from_time,
     image_to_msg,
     joint_state_to_msg,
+    outcome_vectors,
     pinhole_camera,
     to_time,
     vectors_from_msg,
@@ -252,7 +254,8 @@ class SimRobotNode(Node):
             self.joint_states.publish(msg)
         if observation.onboard_vectors:
             self.onboard_vectors.publish(vectors_to_msg(observation.onboard_vectors, stamp))
-        self.privileged.publish(vectors_to_msg(observation.privileged, stamp))
+        outcome = outcome_vectors(observation.reward, observation.success)  # for recorders (reward=stream)
+        self.privileged.publish(vectors_to_msg({**observation.privileged, **outcome}, stamp))
 
     def destroy_node(self) -> None:
         self.core.close()

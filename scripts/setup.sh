@@ -26,7 +26,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # torch==2.13.0 is pinned in pyproject: the CPU build; a loose pin would pull a CUDA build.
   # compat mode: a path entry to this folder, so new modules need no re-install
-  .venv/bin/pip install -q -e ".[dev,ros,sweep]" --config-settings editable_mode=compat
+  .venv/bin/pip install -q -e ".[dev,ros,sweep,data]" --config-settings editable_mode=compat
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -59,9 +59,12 @@ class DemoConfig:
     wrong_direction_prob: float = 0.0  # chance to search the wrong place first
     hesitation_prob: float = 0.0  # chance per step to pause or dither instead of acting
     grasp_offset: float = 0.0  # metres: std of a per-episode error in where the script thinks the object is
+    gripper_flip_prob: float = (
+        0.0  # chance per step that the gripper command is inverted (paper's xArm demos: 0.1)
+    )
 
     def __post_init__(self) -> None:
-        for name in ("wrong_direction_prob", "hesitation_prob"):
+        for name in ("wrong_direction_prob", "hesitation_prob", "gripper_flip_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")

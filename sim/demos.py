@@ -44,6 +44,13 @@ class _Scripted:
             action = np.append(arm, self.grip) if self.env.has_gripper else arm
         else:
             action = self._action(*self.goal(obs))
+        # Drawn only when the knob is on, so demos without it keep their random stream.
+        if (
+            self.env.has_gripper
+            and self.config.gripper_flip_prob
+            and self.rng.random() < self.config.gripper_flip_prob
+        ):
+            action[-1] = -action[-1]
         action = action + self.rng.normal(0.0, self.config.action_noise, action.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 

@@ -53,16 +53,7 @@ def small_config(algorithm: str = "aawr", core: str = "gru") -> LearnerConfig:
     return LearnerConfig(algorithm=algorithm, network=network, batch_size=4, seq_len=5, burn_in=3)
 
 
-@pytest.fixture(autouse=True)
-def seeded_torch() -> None:
-    """Learners draw initial weights from torch's global generator: tests seed it, as entry points do."""
-    torch.manual_seed(0)
-
-
-@pytest.fixture
-def episodes() -> list[Episode]:
-    rng = np.random.default_rng(0)
-    return [make_episode(i, steps, rng) for i, steps in enumerate((3, 9, 20, 14))]
+pytestmark = pytest.mark.usefixtures("seeded_torch")
 
 
 # --- losses against hand-computed values ---------------------------------------------------------

@@ -14,7 +14,9 @@ import pytest
 import sim
 from apsconfig import ConfigError, load_config
 from policies.episodes import EpisodeDataset, load_episode
+from robot_nodes.messages import outcome_vectors
 from robot_nodes.recorder_core import NS, RecorderConfig, RecorderCore, RecorderError
+from robot_nodes.sim_robot_core import SimRobotConfig, SimRobotCore
 from sim.config import DemoConfig, TaskConfig
 from sim.rewards import RewardUnavailable, privileged_reward
 
@@ -164,8 +166,7 @@ class SimFeeder:
         obs, _ = self.env.reset(seed=seed)
         self.demo.reset()
         self.core.start(start, seed=seed)
-        outcome = {"reward": np.zeros(1, np.float32), "success": np.zeros(1, np.float32)}
-        self.publish(obs, start, outcome if stream_outcome else None)
+        self.publish(obs, start, outcome_vectors(0.0, False) if stream_outcome else None)
         trace = {"observations": [obs], "actions": [], "rewards": [], "terminated": [], "truncated": []}
         stamp, done, info = start, False, {}
         while not done:
@@ -173,10 +174,7 @@ class SimFeeder:
             self.core.add("action", stamp, {"action": action})
             obs, reward, terminated, truncated, info = self.env.step(action)
             stamp += PERIOD
-            outcome = {
-                "reward": np.array([reward], np.float32),
-                "success": np.array([info["success"]], np.float32),
-            }
+            outcome = outcome_vectors(reward, info["success"])
             self.publish(obs, stamp, outcome if stream_outcome else None)
             for name, value in zip(
                 ("actions", "rewards", "terminated", "truncated"),
@@ -245,6 +243,25 @@ def test_pick_rewards_from_the_success_label_or_the_sims_stream_equal_the_sims(t
     trace = feeder.episode(0, BASE, stream_outcome=True)
     assert_recorded_as_simulated(trace)
     assert np.unique(trace["rewards"]).size > 3  # dense
+
+
+def test_the_sim_robot_gives_the_sims_outcome_beside_the_privileged_state() -> None:
+    task_config = TaskConfig(max_episode_steps=12)
+    robot = SimRobotCore(SimRobotConfig(task="blind-pick", command_input="action", env=task_config))
+    env = sim.make("blind-pick", task_config)
+    observation = robot.reset(3, BASE)
+    env.reset(seed=3)
+    assert (observation.reward, observation.success) == (0.0, False)
+    rng, rewards, done = np.random.default_rng(0), [], False
+    while not done:
+        action = rng.uniform(-1, 1, 5).astype(np.float32)
+        robot.on_arm_command(BASE, action)
+        result = robot.step(BASE)
+        _, reward, terminated, truncated, info = env.step(action)
+        assert (result.observation.reward, result.observation.success) == (reward, info["success"])
+        rewards.append(reward)
+        done = terminated or truncated
+    assert result.done and len(set(rewards)) > 3  # dense rewards, step by step
 
 
 def test_privileged_reward_functions_name_their_keys() -> None:
