@@ -26,24 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from rich.console import Console
 from rich.live import Live
 
 import sim
 from apsconfig import ConfigError, config_help, load_config
 from policies.episodes import EpisodeDataset, EpisodeFormatError
+from robot_nodes.messages import outcome_vectors
 from robot_nodes.policy_core import JointsLayout
 from robot_nodes.record_display import render
 from robot_nodes.record_session import BackendStats, Ended, RecordSession, SessionConfig
-from robot_nodes.recorder_core import (
-    STREAM_REWARD_KEY,
-    STREAM_SUCCESS_KEY,
-    RecorderConfig,
-    RecorderCore,
-    RecorderError,
-    RewardSource,
-)
+from robot_nodes.recorder_core import RecorderConfig, RecorderCore, RecorderError, RewardSource
 from robot_nodes.teleop import (
     ActionLayout,
     JoyConfig,
@@ -205,9 +198,10 @@ class SimBackend:
         self.started = self.next_due = time.monotonic()
 
     def _observe(self, reward: float, success: bool) -> None:
-        outcome = {STREAM_REWARD_KEY: np.float32([reward]), STREAM_SUCCESS_KEY: np.float32([success])}
         self.core.add("onboard", self.stamp, self.obs["onboard"])
-        self.core.add("privileged", self.stamp, {**self.obs["privileged"], **outcome})
+        self.core.add(
+            "privileged", self.stamp, {**self.obs["privileged"], **outcome_vectors(reward, success)}
+        )
 
     def wait(self, now: float) -> float:
         """Seconds until the next step is due (0: now)."""
