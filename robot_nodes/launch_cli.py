@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             codes[name] = process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"[aps-launch] {name} did not stop within {STOP_GRACE_S:g} s: killed", flush=True)
             process.kill()
             codes[name] = process.wait()
     return max([0, *(code for code in codes.values() if code > 0)])

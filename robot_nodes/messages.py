@@ -262,7 +262,11 @@ class EpisodeEvent:
     interfaces can be built from the PyPI wheels; JSON keeps the fields named and extensible).
 
     `stamp_ns` is the stamp of the episode's first observation (start) or last one (end): frames
-    stamped at or after a start belong to that episode."""
+    stamped at or after a start belong to that episode. Events and frames travel on different
+    topics, so a reader may get the next episode's first frames before its start event (or before
+    the end event of this one). `until_ns` lets it tell them apart by stamp alone: no frame of this
+    episode is stamped after it, and the next episode's frames all are (the lockstep sim gives each
+    episode a stamp range of its step limit). 0: open-ended; then only the order of arrival tells."""
 
     kind: Literal["start", "end"]
     episode: int  # counts from 0 in one run of the publisher
@@ -272,6 +276,7 @@ class EpisodeEvent:
     steps: int = 0  # control steps taken (end)
     success: bool = False  # (end)
     truncated: bool = False  # ended by the step limit rather than by the task (end)
+    until_ns: int = 0  # the last stamp that can belong to this episode; 0: open-ended
 
     def to_msg(self) -> String:
         return String(data=json.dumps(asdict(self)))

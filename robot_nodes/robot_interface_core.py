@@ -23,10 +23,18 @@ A command carries the stamp of the observation its action was computed from; a h
 0, which no observation has: controllers read a zero stamp as "now" (JointTrajectory) or as no
 command time (Servo), and a lockstep sim, which steps on the command stamped with the observation
 it waits on, never takes a hold for the policy's answer.
+
+Actions, joint states and episode events come on different topics, in any order. An action waits
+(the newest one only) until a joint state stamped at or after it has come, so limits, the box and
+IK never start from a pose older than the observation the policy saw. The joint-target path
+re-reads its end-effector target from that pose whenever an action is from a newer episode than
+the target: one whose start event has come, or past the horizon (`until_ns`) the target's episode
+announced, so a new episode's first action never integrates on the previous episode's target.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -137,17 +145,27 @@ class RobotInterfaceCore:
             else self.kinematics.velocity
         )
         self.measured: np.ndarray | None = None  # arm joints from joint_states
+        self.measured_ns: int | None = None  # their stamp
+        self.waiting: tuple[np.ndarray, int] | None = None  # an action waiting for joint states
         self.last_stamp: int | None = None  # of the last accepted action
         self.estop = False
         self.holding = True  # nothing is commanded before the first fresh action
         self.hold_joints: np.ndarray | None = None
         self.target: EETarget | None = None  # integrated end-effector target (joint outputs)
+        self.target_from_ns = 0  # stamp of the action the target was (re-)read at
         self.commanded: np.ndarray | None = None  # last joint targets sent
-        self.resync_at: int | None = None  # an episode started at this stamp: re-read the target there
+        self.episodes: deque[tuple[int, int]] = deque(maxlen=8)  # (start, until) of recent episodes
 
     # --- inputs -------------------------------------------------------------------------------
-    def on_joint_states(self, positions: np.ndarray) -> None:
+    def on_joint_states(self, positions: np.ndarray, stamp_ns: int, now_ns: int) -> Command | None:
+        """The measured arm; the command of an action that waited for it, if one did (or Refused)."""
         self.measured = np.asarray(positions, dtype=np.float64)
+        self.measured_ns = stamp_ns
+        if self.waiting is None or stamp_ns < self.waiting[1]:
+            return None
+        action, stamp = self.waiting
+        self.waiting = None
+        return self.on_action(action, stamp, now_ns)
 
     def on_estop(self, engaged: bool) -> Command | None:
         """The e-stop: engaging it holds at once; releasing it waits for a fresh action."""
@@ -155,12 +173,14 @@ class RobotInterfaceCore:
         self.estop = bool(engaged)
         return self._enter_hold() if engaged and not was else None
 
-    def on_episode_start(self, stamp_ns: int) -> None:
+    def on_episode_start(self, start_ns: int, until_ns: int = 0) -> None:
         """The arm may have been moved (reset): joint targets restart from the measured pose there."""
-        self.resync_at = stamp_ns
+        if (start_ns, until_ns) not in self.episodes:
+            self.episodes.append((start_ns, until_ns))
 
-    def on_action(self, action: np.ndarray, stamp_ns: int, now_ns: int) -> Command:
-        """The command for one policy action, or Refused (nothing is sent; the hold stays or comes)."""
+    def on_action(self, action: np.ndarray, stamp_ns: int, now_ns: int) -> Command | None:
+        """The command for one policy action; None while it waits for joint states at least as new
+        (`on_joint_states` then returns it); Refused: nothing is sent, the hold stays or comes."""
         cfg = self.config
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if self.estop:
@@ -179,8 +199,9 @@ class RobotInterfaceCore:
             raise Refused(stale)
         if self.last_stamp is not None and stamp_ns <= self.last_stamp:
             raise Refused(f"out-of-order action: stamp {stamp_ns} is not newer than {self.last_stamp}")
-        if self.measured is None:
-            raise Refused("no joint_states received yet: cannot check the workspace, action refused")
+        if self.measured_ns is None or self.measured_ns < stamp_ns:
+            self.waiting = (action, stamp_ns)  # a newer action replaces one that waited
+            return None
         arm, grip = action[: len(cfg.ee_axes)], (action[-1] if cfg.has_gripper else None)
         gripper = None if grip is None else float((1.0 - grip) / 2.0 * cfg.gripper_open)
         if cfg.output == "twist":
@@ -236,11 +257,21 @@ class RobotInterfaceCore:
         linear = np.where(predicted < low, np.minimum(low - position, 0.0) / self.dt, linear)
         return linear, angular
 
+    def _target_is_stale(self, stamp_ns: int) -> bool:
+        """No target yet (or a hold dropped it), or this action is from a newer episode than it."""
+        if self.target is None:
+            return True
+        if any(self.target_from_ns < start <= stamp_ns for start, _ in self.episodes):
+            return True  # an episode started after the target was read
+        known = [(start, until) for start, until in self.episodes if start <= self.target_from_ns]
+        until = max(known)[1] if known else 0
+        return bool(until) and self.target_from_ns <= until < stamp_ns  # past its episode's horizon
+
     def _joint_targets(self, arm: np.ndarray, stamp_ns: int) -> np.ndarray:
         cfg, limits = self.config, self.config.ee_target
-        if self.target is None or (self.resync_at is not None and stamp_ns >= self.resync_at):
+        if self._target_is_stale(stamp_ns):
             pos, yaw, pitch = ee_target_from_pose(*self.kinematics.fk(self.measured))
-            self.target, self.commanded, self.resync_at = EETarget(pos, yaw, pitch), None, None
+            self.target, self.commanded, self.target_from_ns = EETarget(pos, yaw, pitch), None, stamp_ns
         self.target = step_ee_target(
             self.target, arm, tuple(cfg.ee_axes),
             (np.array(limits.workspace.low), np.array(limits.workspace.high)),

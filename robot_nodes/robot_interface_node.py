@@ -20,7 +20,14 @@ from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_nodes.entry import run_node
-from robot_nodes.messages import EpisodeEvent, MessageError, header, joint_state_arrays, vectors_from_msg
+from robot_nodes.messages import (
+    EpisodeEvent,
+    MessageError,
+    from_time,
+    header,
+    joint_state_arrays,
+    vectors_from_msg,
+)
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
 from robot_nodes.robot_interface_core import Command, Refused, RobotInterfaceConfig, RobotInterfaceCore
@@ -72,15 +79,21 @@ class RobotInterfaceNode(Node):
         except (MessageError, Refused) as err:
             self.get_logger().warning(f"action refused: {err}")
             return
-        self.send(command)
+        if command is not None:
+            self.send(command)
 
     def on_joint_states(self, msg: JointState) -> None:
         try:
             positions, _ = joint_state_arrays(msg, self.config.arm_joints)
+            command = self.core.on_joint_states(positions, from_time(msg.header.stamp), self.now_ns())
         except MessageError as err:
             self.get_logger().error(str(err), throttle_duration_sec=1.0)
             return
-        self.core.on_joint_states(positions)
+        except Refused as err:
+            self.get_logger().warning(f"action refused: {err}")
+            return
+        if command is not None:
+            self.send(command)
 
     def on_estop(self, msg: Bool) -> None:
         self.get_logger().warning(f"e-stop {'ENGAGED: holding the arm' if msg.data else 'released'}")
@@ -95,13 +108,20 @@ class RobotInterfaceNode(Node):
             self.get_logger().warning(str(err))
             return
         if event.kind == "start":
-            self.core.on_episode_start(event.stamp_ns)
+            self.core.on_episode_start(event.stamp_ns, event.until_ns)
 
     def on_watchdog(self) -> None:
         command = self.core.check_watchdog(self.now_ns())
         if command is not None:
+            waiting = self.core.waiting
+            why = (
+                f" (an action waits for joint_states stamped at or after {waiting[1]} ns; the newest is "
+                f"{self.core.measured_ns}: is the arm's driver publishing, on this clock?)"
+                if waiting is not None
+                else ""
+            )
             self.get_logger().warning(
-                f"no fresh action for {self.config.watchdog_timeout * 1e3:.0f} ms: holding the arm",
+                f"no fresh action for {self.config.watchdog_timeout * 1e3:.0f} ms: holding the arm{why}",
                 throttle_duration_sec=5.0,
             )
             self.send(command)

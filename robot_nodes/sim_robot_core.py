@@ -12,6 +12,8 @@ command with another stamp (a hold, a late action) is ignored. Time is the sim's
 advances it by one control period, observations are stamped with it and the node publishes it on
 /clock, so every node of a lockstep graph (run with use_sim_time) measures frame ages and its
 watchdog in sim time, and a loaded machine slows the graph down without making anything stale.
+Each lockstep episode owns the stamps of its step limit (`until_ns`, announced in its start event)
+and the next one starts after them, so a frame's stamp alone tells which episode it is from.
 Wall clock: the node steps at the control rate with the latest commands, stamped with ROS time;
 the sim has no command timeout of its own, so a stale command keeps acting until the robot
 interface holds the arm (which is what its watchdog is for).
@@ -43,6 +45,7 @@ class SimRobotConfig:
     lockstep: bool = True  # one sim step per command (tests, parity); false: the wall clock at control_hz
     command_input: CommandInput = "twist"  # what the sim obeys: the robot interface's output, or raw actions
     seeds: list[int] = field(default_factory=lambda: [0])  # seeds of the first episodes, then +1 each
+    autostart: bool = True  # start the first episode by itself (lockstep: once connected); false: on ~/reset
     auto_reset: bool = True  # start the next episode when one ends; false: wait for the reset service
     next_seed: int = -1  # seed for the next reset service call (then back to -1); -1: the sequence
     max_episodes: int = 0  # auto_reset stops after this many episodes (0: never)
@@ -105,6 +108,7 @@ class SimRobotCore:
         self.dt = 1.0 / self.env.control_hz
         self.dt_ns = round(NS / self.env.control_hz)
         self.clock_ns = 0  # the stamp of the latest observation: the sim's time in lockstep
+        self.until_ns = 0  # lockstep: the last stamp the episode may reach (its step limit)
         self.episode = -1
         self.seed = config.seeds[0] - 1
         self.steps = 0
@@ -121,14 +125,17 @@ class SimRobotCore:
         episode = self.episode + 1
         return self.config.seeds[episode] if episode < len(self.config.seeds) else self.seed + 1
 
-    def sim_stamp(self) -> int:
-        """Lockstep: the stamp of the next observation, one control period after the latest."""
-        return self.clock_ns + self.dt_ns
+    def sim_stamp(self, new_episode: bool = False) -> int:
+        """Lockstep: the stamp of the next observation, one control period after the latest; a new
+        episode's first also comes after every stamp the previous episode could have reached."""
+        stamp = self.clock_ns + self.dt_ns
+        return max(stamp, self.until_ns + self.dt_ns) if new_episode else stamp
 
     def reset(self, seed: int, stamp_ns: int) -> Observation:
         obs, _ = self.env.reset(seed=seed)
         self.episode += 1
         self.seed, self.steps, self.done = seed, 0, False
+        self.until_ns = stamp_ns + self.env.max_episode_steps * self.dt_ns if self.config.lockstep else 0
         self.arm_command, self.gripper_command = None, None
         self._previous_joints = None
         return self._observation(obs, stamp_ns)

@@ -8,7 +8,8 @@ privileged keys) and `onboard_vectors` (stamped labelled Float32MultiArray) and
 `episode_events`; obeys `servo_node/delta_twist_cmds` + `gripper_controller/joint_trajectory`,
 `arm_controller/joint_trajectory`, `forward_position_controller/commands` or `action`
 (`command_input`); `~/reset` (std_srvs/Trigger) starts an episode with the `next_seed` parameter's
-seed (or the next of the sequence) and answers the episode and seed as JSON. In lockstep it also
+seed (or the next of the sequence) and answers the episode and seed as JSON (in lockstep it fails,
+saying why, until the graph is connected: call it again). In lockstep it also
 publishes the sim's time on `/clock` (rosgraph_msgs/Clock), the time its stamps are in: the other
 nodes of a lockstep graph run with `use_sim_time:=true` (aps-launch and the launch files set it).
 """
@@ -105,11 +106,12 @@ class SimRobotNode(Node):
         if GRIPPER_TOPIC in self.command_topics:
             self.create_subscription(JointTrajectory, GRIPPER_TOPIC, self.on_gripper_command, command_qos())
         self.create_service(Trigger, "~/reset", self.on_reset)
+        self.connected = not cfg.lockstep  # on the wall clock, observations flow whoever listens
         if cfg.lockstep:
             self.clock = self.create_publisher(Clock, "/clock", clock_qos())
             # sim time stands still until the first observation: wait for the graph on the steady clock
             steady = RosClock(clock_type=ClockType.STEADY_TIME)
-            self.start_timer = self.create_timer(0.1, self.start_when_connected, clock=steady)
+            self.connect_timer = self.create_timer(0.1, self.check_connected, clock=steady)
         else:
             self.create_timer(1.0 / self.core.env.control_hz, self.on_control_tick)
 
@@ -117,15 +119,16 @@ class SimRobotNode(Node):
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def stamp_ns(self) -> int:
+    def stamp_ns(self, new_episode: bool = False) -> int:
         """The next observation's stamp: lockstep, the sim's time one step on; else ROS time now."""
-        return self.core.sim_stamp() if self.config.lockstep else self.now_ns()
+        return self.core.sim_stamp(new_episode) if self.config.lockstep else self.now_ns()
 
-    def start_when_connected(self) -> None:
-        """Lockstep: the first observation goes out once every onboard topic has a reader, each reader
-        the graph knows of is matched to this node's writer (a message sent before that is lost to
-        it), every command topic has a writer, and every node that commands the arm reads
-        joint_states (the robot interface refuses actions until it has seen the arm)."""
+    def check_connected(self) -> None:
+        """Lockstep: the graph is connected (and the first episode may start, by itself or on ~/reset)
+        once every onboard topic has a reader, each reader the graph knows of is matched to this
+        node's writer (a message sent before that is lost to it), every command topic has a writer,
+        and every node that commands the arm reads joint_states (the robot interface acts only on a
+        pose at least as new as the action's observation)."""
         onboard = {f"{cam}/color/image_raw": self.images[cam] for cam in self.core.onboard_cameras}
         onboard |= {"joint_states": self.joint_states} if self.core.arm else {}
         onboard |= {"onboard_vectors": self.onboard_vectors} if self.core.vector_keys else {}
@@ -136,8 +139,10 @@ class SimRobotNode(Node):
         commanded = all(self.count_publishers(topic) > 0 for topic in self.command_topics)
         if not (matched and commanded and self.commanders_read_joint_states()):
             return
-        self.destroy_timer(self.start_timer)
-        self.start_episode(self.core.next_seed())
+        self.destroy_timer(self.connect_timer)
+        self.connected = True
+        if self.config.autostart:
+            self.start_episode(self.core.next_seed())
 
     def commanders_read_joint_states(self) -> bool:
         if not self.core.arm or self.config.command_input == "action":
@@ -148,9 +153,11 @@ class SimRobotNode(Node):
         return commanders <= node_names(self.get_subscriptions_info_by_topic("joint_states"))
 
     def start_episode(self, seed: int) -> None:
-        stamp = self.stamp_ns()
+        stamp = self.stamp_ns(new_episode=True)
         observation = self.core.reset(seed, stamp)
-        self.events.publish(EpisodeEvent("start", self.core.episode, seed, stamp, self.config.task).to_msg())
+        core = self.core
+        event = EpisodeEvent("start", core.episode, seed, stamp, self.config.task, until_ns=core.until_ns)
+        self.events.publish(event.to_msg())
         self.publish_observation(observation)
 
     def end_episode(self, stamp: int, success: bool, truncated: bool) -> None:
@@ -164,6 +171,13 @@ class SimRobotNode(Node):
             self.start_episode(core.next_seed())
 
     def on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if not self.connected:
+            response.success = False
+            response.message = (
+                "lockstep graph not connected yet (every observation topic needs a matched reader and "
+                "every command topic a writer): call again"
+            )
+            return response
         if not self.core.done:  # an episode cut short ends as truncated
             self.events.publish(
                 EpisodeEvent(
@@ -226,7 +240,8 @@ class SimRobotNode(Node):
     def on_control_tick(self) -> None:
         if self.core.done:
             more = not self.config.max_episodes or self.core.episode + 1 < self.config.max_episodes
-            if self.core.episode < 0 or (self.config.auto_reset and more):
+            first = self.core.episode < 0
+            if (first and self.config.autostart) or (not first and self.config.auto_reset and more):
                 self.start_episode(self.core.next_seed())
             return
         self.step()
