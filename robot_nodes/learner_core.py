@@ -7,9 +7,10 @@
     core.train_owed(n)                    # updates_per_step x steps, with 50:50 demo/online batches
     packet = core.new_weights()           # versioned actor weights when they changed, else None
 
-Recordings keep the cameras' full resolution; the learner resizes images to its network's size
-(the checkpoint's, or `image_size` for a fresh learner) as it loads them. Episodes at that size stay
-on disk and are read a window at a time; resized ones are held in memory, at the small size.
+Recordings keep the cameras' full resolution; the learner fits images to its network's size (the
+checkpoint's, or `image_size` for a fresh learner) as it loads them, as the policy node does.
+Episodes at that size stay on disk and are read a window at a time; fitted ones are held in memory,
+at the small size.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from policies.checkpoint import load_learner
 from policies.episodes import PARTS, Episode, EpisodeDataset, EpisodeFile, EpisodeFormatError
+from policies.images import fit_image
 from policies.networks import ObsSpec
 from policies.trainer import Trainer, TrainerConfig
 
@@ -70,8 +71,9 @@ class IngestError(ValueError):
 
 
 def fit_images(episode: Episode | EpisodeFile, spec: ObsSpec) -> Episode | EpisodeFile:
-    """The episode with every image at the spec's size (area-averaged down, or linearly up); itself
-    when nothing needs resizing (an EpisodeFile then stays on disk)."""
+    """The episode with every image fitted to the spec's size as the policy node fits camera frames
+    (`policies.images.fit_image`: centre crop to the aspect, then resize), so the learner trains on
+    what the policy will see; itself when nothing needs it (an EpisodeFile then stays on disk)."""
     shapes = {part: getattr(spec, part) for part in PARTS}
     have = episode.spec()
     wrong = [
@@ -84,12 +86,9 @@ def fit_images(episode: Episode | EpisodeFile, spec: ObsSpec) -> Episode | Episo
         return episode
     loaded = episode.load() if isinstance(episode, EpisodeFile) else episode
     for part, key in wrong:
-        height, width = shapes[part][key].shape[:2]
-        frames = getattr(loaded, part)[key]
-        shrink = frames.shape[1] > height
-        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        size = shapes[part][key].shape[:2]
         getattr(loaded, part)[key] = np.stack(
-            [cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames]
+            [fit_image(frame, size) for frame in getattr(loaded, part)[key]]
         )
     return loaded
 
