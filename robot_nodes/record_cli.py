@@ -31,7 +31,7 @@ from rich.live import Live
 
 import sim
 from apsconfig import ConfigError, config_help, load_config
-from policies.episodes import EpisodeDataset, EpisodeFormatError
+from policies.episodes import EpisodeFormatError
 from robot_nodes.messages import outcome_vectors
 from robot_nodes.policy_core import JointsLayout
 from robot_nodes.record_display import render
@@ -125,13 +125,6 @@ def action_layout(task: str) -> ActionLayout:
         return ActionLayout(tuple(env.ee_axes), env.has_gripper)
     finally:
         env.close()
-
-
-def delete_episode(dataset: EpisodeDataset, path: Path) -> Path:
-    """Remove an episode the operator took back (<- in the reset phase), and its manifest entry."""
-    path.unlink()
-    dataset.write_manifest()
-    return path
 
 
 def saved_path(core: RecorderCore) -> Path:
@@ -241,7 +234,7 @@ class SimBackend:
     def undo(self) -> Path:
         assert self.last_saved is not None
         path, self.last_saved = self.last_saved, None
-        return delete_episode(self.core.dataset, path)
+        return self.core.dataset.remove(path)
 
     def close(self) -> None:
         self.discard()

@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 
 from robot_nodes.messages import EpisodeEvent, MessageError, vectors_to_msg
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
-from robot_nodes.record_cli import RecordConfig, RecordingError, action_layout, delete_episode, saved_path
+from robot_nodes.record_cli import RecordConfig, RecordingError, action_layout, saved_path
 from robot_nodes.record_session import BackendStats, Ended
 from robot_nodes.recorder_core import RecorderCore, RecorderError
 from robot_nodes.recorder_node import subscribe_streams
@@ -222,6 +222,11 @@ class RosBackend:
         """A new episode: the sim robot's reset (a new scene each time), or now on a real robot."""
         if self.teleop is not None:
             self.teleop.reset()
+        # an action sent before the robot interface listens is lost, and a lockstep sim would wait on it
+        self.wait_for(
+            lambda: self.actions.get_subscription_count() or None,
+            "a reader of `action` (aps-robot-interface)",
+        )
         seed, stamp = -1, None
         if self.config.reset_service:
             episode, seed = self.call_reset()
@@ -236,10 +241,16 @@ class RosBackend:
             self.end_stamp = self.end_event = self.reported = None
 
     def call_reset(self) -> tuple[int, int]:
-        future = self.reset.call_async(Trigger.Request())
-        response = self.wait_for(lambda: future.result() if future.done() else None, "the sim's reset")
-        answer = json.loads(response.message)
-        return int(answer["episode"]), int(answer["seed"])
+        deadline = time.monotonic() + self.config.startup_timeout
+        while True:
+            future = self.reset.call_async(Trigger.Request())
+            response = self.wait_for(lambda f=future: f.result() if f.done() else None, "the sim's reset")
+            if response.success:
+                answer = json.loads(response.message)
+                return int(answer["episode"]), int(answer["seed"])
+            if time.monotonic() > deadline:  # e.g. the lockstep graph is not connected yet
+                raise RecordingError(f"the sim robot's reset refused: {response.message}")
+            time.sleep(0.2)
 
     def wait_for(self, ready, what: str):
         deadline = time.monotonic() + self.config.startup_timeout
@@ -291,7 +302,7 @@ class RosBackend:
     def undo(self) -> Path:
         assert self.last_saved is not None
         path, self.last_saved = self.last_saved, None
-        return delete_episode(self.core.dataset, path)
+        return self.core.dataset.remove(path)
 
     def wait(self, now: float) -> float:
         return 0.05  # the ROS thread acts; the main loop only reads keys and redraws

@@ -19,8 +19,10 @@ would not match it). Streams that stay silent for `stale_after` during an episod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
@@ -89,10 +91,11 @@ class RecorderNode(Node):
         self.records = self.create_publisher(String, "~/episodes", latched_qos(depth=10))
         self.sender = EpisodeSender(self, self.config.chunk_bytes) if self.config.send_episodes else None
         self.versions: dict[int, int] = {}  # episode -> the policy version that acted in it
-        self.heard_steps = False
         self.last_step_ns: int | None = None  # the newest step-stream stamp
         self.data_clock = DataClock()
-        self.following: int | None = None  # the episode (of episode_events) being recorded
+        self.pending: deque[EpisodeEvent] = deque()  # episode_events not yet given to the core
+        self.sources: dict[int, int] = {}  # the core's episode -> the source's (episode_events)
+        self.expected_steps: dict[int, int] = {}  # the core's episode -> the steps its source took
         self.create_timer(1.0 / self.config.control_hz, self.on_tick)
         reliable = sorted(t for t, q in qos.items() if q.reliability == ReliabilityPolicy.RELIABLE)
         self.get_logger().info(
@@ -109,7 +112,6 @@ class RecorderNode(Node):
             decoded = self.decoder.decode(topic, msg)
             self.data_clock.heard(decoded.stamp_ns, self.now_ns())
             if topic == self.config.step_stream:
-                self.check_first_step(decoded.stamp_ns)
                 self.last_step_ns = max(self.last_step_ns or 0, decoded.stamp_ns)
                 if decoded.policy_version is not None:
                     self.note_version(decoded.stamp_ns, decoded.policy_version)
@@ -117,24 +119,6 @@ class RecorderNode(Node):
         except (MessageError, RecorderError) as err:
             self.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)
         self.flush()
-
-    def check_first_step(self, stamp_ns: int) -> None:
-        """The first step this recorder hears: an episode that began before it (its start event came
-        from the latched history) has lost its first frames, so it is not recorded, not kept half."""
-        if self.heard_steps:
-            return
-        self.heard_steps = True
-        episode = self.core.episode
-        if (
-            episode is not None
-            and not episode.stamps
-            and stamp_ns > episode.start_ns + self.config.tolerance_ns
-        ):
-            self.get_logger().warning(
-                f"episode {episode.index} began {(stamp_ns - episode.start_ns) / 1e9:.1f} s before the "
-                "recorder heard its first step: not recorded (the recorder starts with the next one)"
-            )
-            self.core.discard()
 
     def note_version(self, stamp_ns: int, version: int) -> None:
         """The policy version that acted goes into the attributes of the episode the action belongs to
@@ -147,24 +131,31 @@ class RecorderNode(Node):
 
     def on_episode_event(self, msg: String) -> None:
         try:
-            event = EpisodeEvent.from_msg(msg)
-            late = (
-                self.last_step_ns is not None
-                and self.last_step_ns > event.stamp_ns + self.config.tolerance_ns
-            )
-            if event.kind == "start" and late:  # its steps came before its start (latched history)
-                self.get_logger().warning(
-                    f"episode {event.episode} began before the recorder heard it: not recorded "
-                    "(the recorder starts with the next one)"
-                )
-            elif event.kind == "start":
-                self.core.start(event.stamp_ns, event.seed, attrs={"source_episode": event.episode})
-                self.following = event.episode
-            elif event.episode == self.following and self.core.recording:
-                self.core.end(event.stamp_ns, event.success, event.truncated)
-        except (MessageError, RecorderError) as err:
+            self.pending.append(EpisodeEvent.from_msg(msg))
+        except MessageError as err:
             self.get_logger().warning(f"episode event: {err}")
         self.flush()
+
+    def apply_events(self) -> None:
+        """The episode source's events, in order, each once the core can take it: under load they
+        come well before the frames of the steps before them, and the core closes an episode, or
+        starts the next one, only when its frames are in."""
+        while self.pending:
+            event = self.pending[0]
+            episode, queued = self.core.episode, self.core.queued_start
+            if event.kind == "start":
+                if queued is not None or (episode is not None and episode.ending is None):
+                    return  # the episode before is still open or closing: its end comes first
+                started = self.core.start(event.stamp_ns, event.seed, attrs={"source_episode": event.episode})
+                self.sources[started.episode] = event.episode
+            else:
+                ours = [index for index, source in self.sources.items() if source == event.episode]
+                if ours and queued is not None and queued.index == ours[-1]:
+                    return  # it has not opened yet: the one before it is closing
+                if ours and episode is not None and episode.index == ours[-1]:
+                    self.core.end(event.stamp_ns, event.success, event.truncated)
+                    self.expected_steps[ours[-1]] = event.steps
+            self.pending.popleft()
 
     def on_control(self, msg: String) -> None:
         try:
@@ -190,6 +181,10 @@ class RecorderNode(Node):
 
     # --- outputs ------------------------------------------------------------------------------
     def flush(self) -> None:
+        try:
+            self.apply_events()
+        except RecorderError as err:
+            self.get_logger().warning(f"episode event {self.pending.popleft()}: {err}")
         for event in self.core.drain_events():
             if self.events is not None and self.context.ok():
                 self.events.publish(event.to_msg())
@@ -198,6 +193,16 @@ class RecorderNode(Node):
 
     def report(self, record: EpisodeRecord) -> None:
         version = self.versions.pop(record.episode, None)
+        expected = self.expected_steps.pop(record.episode, None)
+        if record.status == "complete" and expected is not None and record.steps < expected:
+            # its first steps came before the recorder listened, or were lost: not a whole episode
+            self.get_logger().warning(
+                f"episode {record.episode}: {record.steps} of its {expected} steps recorded: not kept"
+            )
+            self.core.dataset.remove(record.path)
+            record = dataclasses.replace(
+                record, status="empty", path=None, reason=f"{record.steps} of {expected} steps"
+            )
         summary = {
             "episode": record.episode, "seed": record.seed, "status": record.status,
             "path": str(record.path) if record.path else None, "steps": record.steps,

@@ -131,8 +131,10 @@ class DataClock:
         self.received_at_ns = 0  # the clock when it was received
 
     def heard(self, stamp_ns: int, clock_ns: int) -> None:
+        # A stamp ahead of the clock: a lockstep sim's reset jumps its time past the last episode's
+        # horizon, and frames can come before the /clock that says so; time counts from the stamp.
         if self.newest_ns is None or stamp_ns > self.newest_ns:
-            self.newest_ns, self.received_at_ns = stamp_ns, clock_ns
+            self.newest_ns, self.received_at_ns = stamp_ns, max(clock_ns, stamp_ns)
 
     def now(self, clock_ns: int) -> int | None:
         """None until a message has come."""

@@ -108,7 +108,7 @@ def test_the_online_loop_raises_the_policy_version_between_episodes(ros, tmp_pat
             per_episode.append(acted[-1])
             if len(set(acted)) > 1:
                 mixed.append((end.episode, acted))
-    assert per_episode[0] == start_version and per_episode[-1] >= start_version + 2
+    assert per_episode[0] >= start_version and per_episode[-1] >= start_version + 2
 
     # the recorder's episodes reached the learner byte for byte, with the version that acted in each
     recorded = EpisodeDataset(tmp_path / "online").files()
