@@ -87,8 +87,14 @@ def test_the_online_loop_raises_the_policy_version_between_episodes(ros, tmp_pat
         with torch.no_grad():
             next(iter(learner.actor.parameters())).view(-1)[0] = float("nan")
         bad = node.create_publisher(UInt8MultiArray, WEIGHTS_TOPIC, latched_qos())
+        packet = UInt8MultiArray(data=pack_actor_weights(learner.actor, NAN_VERSION, TASK, learner.spec))
+        # the policy keeps the newest weights message of the topic: the learner's may follow this one
+        # at once, so it goes again until the policy has said what it thinks of it
+        for _ in range(30):
+            bad.publish(packet)
+            if spin_until(node, lambda: "non-finite values (NaN or inf)" in log_path.read_text(), 1.0):
+                break
         seen = len(ends)
-        bad.publish(UInt8MultiArray(data=pack_actor_weights(learner.actor, NAN_VERSION, TASK, learner.spec)))
         assert spin_until(node, lambda: len(ends) >= seen + 3, 60), log_path.read_text()[-4000:]
     finally:
         stop(process)
