@@ -493,6 +493,16 @@ class EpisodeDataset:
             raise
         return self.added(path)
 
+    def remove(self, path: str | Path) -> Path:
+        """Delete one episode of this dataset (taken back by the operator, or found incomplete) and
+        rebuild the manifest from the files left."""
+        path = Path(path)
+        if path.parent.resolve() != self.root.resolve() or not path.is_file():
+            raise EpisodeFormatError(f"{path} is no episode of {self.root}")
+        path.unlink()
+        self.write_manifest()
+        return path
+
     def extend(self, episodes: list[Episode]) -> None:
         for episode in episodes:
             save_episode(episode, self.next_path())

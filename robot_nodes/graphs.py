@@ -56,18 +56,28 @@ POLICY = GraphNode("policy", "aps-policy")
 ROBOT_INTERFACE = GraphNode("robot_interface", "aps-robot-interface")
 CAMERA = GraphNode("camera", "aps-camera")  # hook: the camera node (ros-sensors branch)
 TRACKER = GraphNode("privileged_tracker", "aps-privileged-tracker")  # hook: the privileged tracker
+RECORDER = GraphNode("recorder", "aps-recorder")
+LEARNER = GraphNode("learner", "aps-learner")
 
 CHECKPOINT = Argument(
     "checkpoint",
     "",
     "policy checkpoint folder (aps-pretrain's checkpoints/<algo>-seed<n>)",
-    ("policy.checkpoint",),
+    ("policy.checkpoint", "learner.checkpoint"),
 )
 TASK = Argument(
-    "task", "", "task name (sim.TASK_NAMES); empty: the parameter file's", ("sim_robot.task", "policy.task")
-)
+    "task", "", "task name (sim.TASK_NAMES); empty: the parameter file's",
+    ("sim_robot.task", "policy.task", "recorder.task", "learner.task"),
+)  # fmt: skip
 PARAMS = Argument("params_file", "", "parameter YAML of every node; empty: the package's file for this graph")
 ROBOT = Argument("robot", "", "sim: the MuJoCo sim robot; real: cameras and the arm's controllers")
+DEMOS = Argument("demos", "", "folder of demonstration episodes the learner starts from", ("learner.demos",))
+DATASET = Argument(
+    "dataset",
+    "",
+    "folder the online episodes are recorded into; empty: the parameter file's",
+    ("recorder.dataset",),
+)
 
 GRAPHS = {
     "sim": Graph(
@@ -96,11 +106,11 @@ GRAPHS = {
     ),
     "train_online": Graph(
         "train_online",
-        "robot (or sim robot) + privileged sensing + policy, for online training",
-        (SIM_ROBOT, POLICY, ROBOT_INTERFACE),
-        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE),
+        "robot (or sim robot) + privileged sensing + policy + recorder + learner: online training",
+        (SIM_ROBOT, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
+        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
         "sim",
-        (PARAMS, ROBOT, CHECKPOINT, TASK),
+        (PARAMS, ROBOT, CHECKPOINT, TASK, DEMOS, DATASET),
     ),
     "eval": Graph(
         "eval",

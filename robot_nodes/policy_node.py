@@ -5,7 +5,8 @@
 Subscribes to the onboard topics its checkpoint's card names (`<camera>/color/image_raw`,
 `joint_states`, `onboard_vectors`; `topics` remaps keys), `episode_events` and `policy_weights`
 (std_msgs/UInt8MultiArray, reliable and transient-local: `robot_nodes.weights_topic`); publishes
-`action` (a labelled Float32MultiArray `{"action": [...]}` stamped with the frames it acted on).
+`action` (a labelled Float32MultiArray `{"action": [...], "policy_version": [v]}` stamped with the
+frames it acted on; the version lets the recorder and a probe tell which weights acted).
 It refuses to start when a needed topic has no publisher after `startup_timeout`. Camera images
 (rgb8, or bgr8 converted) of another size than the checkpoint's are centre-cropped and resized to
 it (`image_fit`, policies.images.fit_image); a 640x480 camera needs `reliable_sensors:=true`.
@@ -145,7 +146,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"not acting: {err}", throttle_duration_sec=1.0)
             return
         action = self.core.act(stamp, onboard)
-        self.actions.publish(vectors_to_msg({"action": action}, stamp))
+        version = np.array([self.core.version], dtype=np.float32)  # exact up to 2**24 versions
+        self.actions.publish(vectors_to_msg({"action": action, "policy_version": version}, stamp))
 
     def onboard(self, messages: dict) -> dict[str, np.ndarray]:
         onboard = {}
