@@ -40,6 +40,10 @@ REDO_KEYS = ("r",)
 TAG_KEYS: dict[str, FailureTag] = {str(i + 1): tag for i, tag in enumerate(FAILURE_TAGS)}
 
 
+class EvalError(RuntimeError):
+    """A session that cannot start or go on (its settings, the robot's graph); the text names the fix."""
+
+
 @dataclass
 class TrialFacts:
     """What the robot side knows about a trial once the policy stopped acting."""

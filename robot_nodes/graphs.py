@@ -185,7 +185,7 @@ def policy_per_checkpoint(params: Path, checkpoints: str) -> list[NodeLaunch]:
     if not folders:
         raise GraphError("the eval graph runs one policy per checkpoint: give checkpoints:=folder_a,folder_b")
     section = (parse_yaml(params.read_text()) or {}).get(POLICY.name, {}).get("ros__parameters") or {}
-    shared = {name: _yaml_text(value) for name, value in _flatten(section).items()}
+    shared = parameter_overrides(section)
     return [
         NodeLaunch(
             f"policy_{i}",
@@ -198,13 +198,14 @@ def policy_per_checkpoint(params: Path, checkpoints: str) -> list[NodeLaunch]:
     ]
 
 
-def _flatten(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
+def parameter_overrides(section: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A YAML section of parameters as `-p` overrides: one dotted name per leaf, its value as text."""
+    flat: dict[str, str] = {}
     for key, value in section.items():
         if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
+            flat |= parameter_overrides(value, f"{prefix}{key}.")
         else:
-            flat[f"{prefix}{key}"] = value
+            flat[f"{prefix}{key}"] = _yaml_text(value)
     return flat
 
 
