@@ -121,10 +121,10 @@ def sim_loop_rate() -> dict:
     core = SimRobotCore(
         SimRobotConfig(task="search-pick", env=TaskConfig(image_size=128, max_episode_steps=1000))
     )
-    core.reset(0, 0)
+    core.reset(0, core.sim_stamp())
     started, steps = time.perf_counter(), 200
-    for step in range(steps):
-        core.step(step)
+    for _ in range(steps):
+        core.step(core.sim_stamp())
     rate = steps / (time.perf_counter() - started)
     core.close()
     return {"steps_per_s_128px": round(rate, 1), "control_hz_needed": 10.0}

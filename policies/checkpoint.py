@@ -2,8 +2,9 @@
 
 A checkpoint is a folder:
 
-    policy.safetensors     the actor (all that deployment needs)
-    critic.safetensors     the critic and its target (to resume or fine-tune online); absent for BC
+    policy.safetensors     the policy that acts (the actor, or its moving average): all deployment needs
+    critic.safetensors     what training also needs: the critic and its target, and the live actor
+                           when the policy is its average; absent for BC without an average
     optimizer.safetensors  the Adam moments, so training resumes where it stopped
     checkpoint.json        task, observation spec, learner config, version, updates, weighting, metrics
 
@@ -73,11 +74,15 @@ def save_checkpoint(
     new = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
     new.chmod(0o755)  # mkdtemp's 0700 would make the checkpoint private to this user
     try:
-        save_file(_contiguous(learner.actor.state_dict()), new / "policy.safetensors")
+        save_file(_contiguous(learner.policy.state_dict()), new / "policy.safetensors")
+        training: dict[str, torch.Tensor] = {}
+        if learner.policy is not learner.actor:  # the live actor, apart from its average
+            training |= {f"actor.{k}": v for k, v in learner.actor.state_dict().items()}
         if learner.critic is not None:
-            critic = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
-            critic |= {f"target.{k}": v for k, v in learner.target_critic.state_dict().items()}
-            save_file(_contiguous(critic), new / "critic.safetensors")
+            training |= {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
+            training |= {f"target.{k}": v for k, v in learner.target_critic.state_dict().items()}
+        if training:
+            save_file(_contiguous(training), new / "critic.safetensors")
         moments = {
             f"{name}.{index}.{field}": value
             for name, optimizer in learner.optimizers().items()
@@ -197,15 +202,18 @@ def load_learner(
     card = _checked_card(path, task)
     folder = _resolve(path)
     learner = Learner(card.spec, card.config, device)
-    _load_weights(learner.actor, folder / "policy.safetensors")
-    if learner.critic is not None:
+    _load_weights(learner.policy, folder / "policy.safetensors")
+    modules = [("critic.", learner.critic), ("target.", learner.target_critic)] if learner.critic else []
+    if learner.policy is not learner.actor:
+        modules.append(("actor.", learner.actor))
+    if modules:
         tensors = _read_tensors(folder / "critic.safetensors")
-        for prefix, module in (("critic.", learner.critic), ("target.", learner.target_critic)):
+        for prefix, module in modules:
             weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             try:
                 module.load_state_dict(weights)
             except RuntimeError as err:
-                raise CheckpointError(f"{path}: critic weights do not fit the card ({err})") from err
+                raise CheckpointError(f"{path}: training weights do not fit the card ({err})") from err
     if not fresh_optimizer:
         if not (folder / "optimizer.safetensors").is_file():
             raise CheckpointError(
@@ -292,9 +300,9 @@ class PolicyRunner:
     def from_learner(
         learner: Learner, task: str, sampling: ActionSampling = "component", seed: int = 0
     ) -> PolicyRunner:
-        """A runner over the learner's live actor, for rollouts during training."""
+        """A runner over the learner's live policy (the actor or its average), for rollouts in training."""
         card = CheckpointCard(task, learner.spec, learner.config, 0, learner.updates, {}, learner.weighting)
-        return PolicyRunner(learner.actor, card, sampling, seed)
+        return PolicyRunner(learner.policy, card, sampling, seed)
 
     @property
     def version(self) -> int:

@@ -55,6 +55,10 @@ class LearnerConfig:
     weighting: Weighting = "exp"  # offline weights: exp(A / beta), or the indicator 1[A > 0]
     online_weighting: Weighting = "indicator"  # the paper switches to 1[A > 0] online
     target_tau: float = 0.005  # Polyak rate of the target critic
+    # Decay of an exponential moving average of the actor's weights, the policy that is evaluated,
+    # explores and deploys (0: the actor itself). It smooths the update-to-update swings of a policy
+    # trained on few demos.
+    policy_ema: float = 0.0
     actor_lr: float = 3e-4  # Adam step size of the policy
     critic_lr: float = 3e-4  # Adam step size of the Q ensemble and V
     grad_clip: float = 10.0  # max global gradient norm, per network
@@ -71,6 +75,8 @@ class LearnerConfig:
             raise ValueError(f"expectile must lie in (0, 1), got {self.expectile}")
         if not self.beta > 0:  # also refuses NaN
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0.0 <= self.policy_ema < 1.0:
+            raise ValueError(f"policy_ema must lie in [0, 1), got {self.policy_ema}")
         if not 0.0 < self.target_tau <= 1.0:
             raise ValueError(f"target_tau must lie in (0, 1], got {self.target_tau}")
         if not min(self.max_weight, self.grad_clip, self.actor_lr, self.critic_lr) > 0:

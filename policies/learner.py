@@ -93,6 +93,8 @@ class Learner:
         self.weighting: Weighting = config.weighting
         self.actor = Actor(spec, config.network).to(self.device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        # The policy that acts (evaluation, exploration, deployment): the actor, or its moving average.
+        self.policy = copy.deepcopy(self.actor).requires_grad_(False) if config.policy_ema else self.actor
         self.critic: Critic | None = None
         if config.uses_critic:
             self.critic = Critic(spec, config.network, config.algorithm, config.critic_privileged_keys)
@@ -171,6 +173,10 @@ class Learner:
             )
 
         self._step(self.actor_optim, self.actor, losses["actor"])
+        if self.policy is not self.actor:
+            with torch.no_grad():  # policy <- ema policy + (1 - ema) actor
+                for averaged, live in zip(self.policy.parameters(), self.actor.parameters(), strict=True):
+                    averaged.lerp_(live, 1.0 - self.config.policy_ema)
         if self.critic is not None:
             self._step(self.critic_optim, self.critic, losses["critic"])
             with torch.no_grad():  # Polyak: theta' <- (1 - tau) theta' + tau theta

@@ -133,4 +133,4 @@ class Trainer:
 
     def weights(self, task: str) -> bytes:
         """The actor of the current version, packed for the policy node (`policies.weights`)."""
-        return pack_actor_weights(self.learner.actor, self.current_version(), task, self.learner.spec)
+        return pack_actor_weights(self.learner.policy, self.current_version(), task, self.learner.spec)

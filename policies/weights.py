@@ -62,7 +62,7 @@ def unpack_actor_weights(
     """The checked weights of a packet for `actor` (running `current_version` of `task`)."""
     try:
         tensors = load_bytes(bytes(data))
-        metadata = _metadata(bytes(data))
+        metadata = packet_metadata(bytes(data))
     except (SafetensorError, ValueError, json.JSONDecodeError) as err:
         raise WeightsError(f"not a weights packet ({err})") from err
     if metadata.get("format") != WEIGHTS_FORMAT:
@@ -99,7 +99,7 @@ def unpack_actor_weights(
     return ActorWeights(version, metadata["task"], spec, tensors)
 
 
-def _metadata(data: bytes) -> dict[str, str]:
+def packet_metadata(data: bytes) -> dict[str, str]:
     """The `__metadata__` of safetensors bytes (an 8-byte little-endian length, then JSON)."""
     length = int.from_bytes(data[:8], "little")
     if len(data) < 8 + length:

@@ -4,7 +4,8 @@ A graph is a list of nodes (console script, node name) and its launch arguments;
 its settings from the graph's parameter YAML (robot_nodes/config/<file>.yaml, the
 `node: ros__parameters:` form, loaded into each node's typed config) and a launch argument can
 override a few of them. `resolve` turns a graph and argument values into the nodes to start, and
-both launchers start exactly those, so they cannot drift apart.
+both launchers start exactly those, so they cannot drift apart. When the graph's sim robot runs in
+lockstep, every node of it runs with `use_sim_time`: the sim's /clock is the graph's time.
 
 The eval graph runs one policy node per checkpoint (`checkpoints:=a,b`): `policy_0`, `policy_1`, ...,
 each with the YAML's `policy` settings and its own checkpoint, publishing on `policy_<i>/action`;
@@ -61,17 +62,20 @@ POLICY = GraphNode("policy", "aps-policy")
 ROBOT_INTERFACE = GraphNode("robot_interface", "aps-robot-interface")
 CAMERA = GraphNode("camera", "aps-camera")  # hook: the camera node (ros-sensors branch)
 TRACKER = GraphNode("privileged_tracker", "aps-privileged-tracker")  # hook: the privileged tracker
+RECORDER = GraphNode("recorder", "aps-recorder")
+LEARNER = GraphNode("learner", "aps-learner")
 ACTION_MUX = GraphNode("action_mux", "aps-action-mux")
 
 CHECKPOINT = Argument(
     "checkpoint",
     "",
     "policy checkpoint folder (aps-pretrain's checkpoints/<algo>-seed<n>)",
-    ("policy.checkpoint",),
+    ("policy.checkpoint", "learner.checkpoint"),
 )
 TASK = Argument(
-    "task", "", "task name (sim.TASK_NAMES); empty: the parameter file's", ("sim_robot.task", "policy.task")
-)
+    "task", "", "task name (sim.TASK_NAMES); empty: the parameter file's",
+    ("sim_robot.task", "policy.task", "recorder.task", "learner.task"),
+)  # fmt: skip
 CHECKPOINTS = Argument(
     "checkpoints",
     "",
@@ -80,6 +84,13 @@ CHECKPOINTS = Argument(
 )
 PARAMS = Argument("params_file", "", "parameter YAML of every node; empty: the package's file for this graph")
 ROBOT = Argument("robot", "", "sim: the MuJoCo sim robot; real: cameras and the arm's controllers")
+DEMOS = Argument("demos", "", "folder of demonstration episodes the learner starts from", ("learner.demos",))
+DATASET = Argument(
+    "dataset",
+    "",
+    "folder the online episodes are recorded into; empty: the parameter file's",
+    ("recorder.dataset",),
+)
 
 GRAPHS = {
     "sim": Graph(
@@ -108,11 +119,11 @@ GRAPHS = {
     ),
     "train_online": Graph(
         "train_online",
-        "robot (or sim robot) + privileged sensing + policy, for online training",
-        (SIM_ROBOT, POLICY, ROBOT_INTERFACE),
-        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE),
+        "robot (or sim robot) + privileged sensing + policy + recorder + learner: online training",
+        (SIM_ROBOT, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
+        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
         "sim",
-        (PARAMS, ROBOT, CHECKPOINT, TASK),
+        (PARAMS, ROBOT, CHECKPOINT, TASK, DEMOS, DATASET),
     ),
     "eval": Graph(
         "eval",
@@ -160,6 +171,9 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
             launches += policy_per_checkpoint(Path(params), values.get(CHECKPOINTS.name, ""))
         else:
             launches.append(NodeLaunch(node.name, node.executable, params, {}))
+    if SIM_ROBOT in nodes and _lockstep(Path(params)):
+        for launch in launches:
+            launch.overrides["use_sim_time"] = "true"
     policies = [launch for launch in launches if launch.executable == POLICY.executable]
     for argument in graph.arguments:
         value = values.get(argument.name, argument.default)
@@ -216,6 +230,15 @@ def _yaml_text(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_yaml_text(v) for v in value) + "]"
     return str(value)
+
+
+def _lockstep(params_file: Path) -> bool:
+    """Whether the sim robot of this parameter file steps in lockstep (its config's default if unset)."""
+    from robot_nodes.sim_robot_core import SimRobotConfig  # imports the sim: only for sim graphs
+
+    document = parse_yaml(params_file.read_text()) or {}
+    section = (document.get(SIM_ROBOT.name) or {}).get("ros__parameters") or {}
+    return section.get("lockstep", SimRobotConfig.lockstep) is True
 
 
 def launch_description(name: str):  # -> launch.LaunchDescription (launch is not on PyPI)

@@ -6,7 +6,7 @@ same description and YAML as `ros2 launch active_perception_stack <graph>.launch
 
 Each node's pid is printed as it starts. A node that exits is reported and the others go on (as
 with `ros2 launch`); Ctrl-C (or SIGTERM) stops them all: SIGINT, then SIGKILL after 5 s. The nodes
-die with this process even when it is killed (SIGKILL): none is left running unseen. aps-eval
+die with this process even when it is killed: none is left running unseen. aps-eval
 starts its graph the same way (`GraphProcesses`).
 """
 
@@ -47,10 +47,13 @@ _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # looked up 
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM (rclpy's clean shutdown) when the parent dies, however it
-    dies. Linux's prctl through ctypes: the standard library has no binding."""
+    """In the child, before exec: SIGKILL when the parent dies, however it dies (Linux's prctl through
+    ctypes: the standard library has no binding). Not SIGTERM: rclpy's shutdown can hang in
+    destroy_node (seen here: the action mux spinning in destroy_when_not_in_use), and with the
+    launcher gone nothing would follow up with SIGKILL. A node killed so leaves the arm as a crashed
+    one does (Servo's command timeout, the trajectory controller's last target)."""
     if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class GraphProcesses:
@@ -64,6 +67,7 @@ class GraphProcesses:
             )
         self.running = dict(self.processes)
         self.codes: dict[str, int] = {}
+        self.killed: list[str] = []  # nodes that did not stop within STOP_GRACE_S
 
     def exited(self) -> list[tuple[str, int]]:
         """Nodes that exited since the last call, with their exit status."""
@@ -86,6 +90,7 @@ class GraphProcesses:
             except subprocess.TimeoutExpired:
                 process.kill()
                 self.codes[name] = process.wait()
+                self.killed.append(name)
         self.running = {}
         return max([0, *(code for code in self.codes.values() if code > 0)])
 
@@ -132,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, code in graph.exited():
             print(f"[aps-launch] {name} exited with code {code}", flush=True)
         time.sleep(0.05)
-    return graph.stop()
+    code = graph.stop()
+    for name in graph.killed:
+        print(f"[aps-launch] {name} did not stop within {STOP_GRACE_S:g} s: killed", flush=True)
+    return code
 
 
 if __name__ == "__main__":

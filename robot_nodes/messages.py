@@ -31,6 +31,7 @@ from calibration.camera_info import CameraInfo as CalibratedCamera
 STAMP_LABEL = "stamp"
 OUTCOME_KEYS = ("reward", "success")  # the sim's outcome beside its privileged state (never a task's key)
 NS = 1_000_000_000
+CLOCKS_APART_S = 3600.0  # a stamp this far behind the clock comes from another clock (sim vs wall time)
 
 # encoding -> (channels, dtype) of the encodings this stack reads and writes
 IMAGE_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -60,6 +61,18 @@ def from_time(stamp: Time) -> int:
 
 def header(stamp_ns: int, frame_id: str = "") -> Header:
     return Header(stamp=to_time(stamp_ns), frame_id=frame_id)
+
+
+def stale_reason(what: str, stamp_ns: int, now_ns: int, limit_s: float) -> str | None:
+    """Why data stamped `stamp_ns` is too old at `now_ns` (ROS time), or None when it is fresh. A
+    stamp hours away from the clock means two clocks, not a slow graph: the text names the fix."""
+    age = (now_ns - stamp_ns) / NS
+    if age <= limit_s:
+        return None
+    reason = f"stale {what}: {age * 1e3:.0f} ms old (limit {limit_s * 1e3:.0f} ms)"
+    if age > CLOCKS_APART_S:
+        reason += "; its stamp is from another clock (a lockstep sim graph needs use_sim_time:=true)"
+    return reason
 
 
 # --- images -----------------------------------------------------------------------------------
@@ -249,7 +262,11 @@ class EpisodeEvent:
     interfaces can be built from the PyPI wheels; JSON keeps the fields named and extensible).
 
     `stamp_ns` is the stamp of the episode's first observation (start) or last one (end): frames
-    stamped at or after a start belong to that episode."""
+    stamped at or after a start belong to that episode. Events and frames travel on different
+    topics, so a reader may get the next episode's first frames before its start event (or before
+    the end event of this one). `until_ns` lets it tell them apart by stamp alone: no frame of this
+    episode is stamped after it, and the next episode's frames all are (the lockstep sim gives each
+    episode a stamp range of its step limit). 0: open-ended; then only the order of arrival tells."""
 
     kind: Literal["start", "end"]
     episode: int  # counts from 0 in one run of the publisher
@@ -259,6 +276,7 @@ class EpisodeEvent:
     steps: int = 0  # control steps taken (end)
     success: bool = False  # (end)
     truncated: bool = False  # ended by the step limit rather than by the task (end)
+    until_ns: int = 0  # the last stamp that can belong to this episode; 0: open-ended
 
     def to_msg(self) -> String:
         return String(data=json.dumps(asdict(self)))

@@ -1,11 +1,19 @@
 """The policy node's core: a checkpoint's recurrent actor, fed onboard frames, one episode at a time.
 
 No rclpy: the node (`policy_node.py`) hands it stamps and numpy arrays. The core decides when to
-act: only inside an episode (started by an episode event, or by the first frames when events are
-off), only on a frame set newer than the last one it acted on and not older than `max_frame_age`,
-and it resets the recurrent state and the action draws at each episode start, where new weights
-(checked when they arrived) are swapped in. Per-episode draw seeds (`draw_seed`) make a run
-reproducible: the same checkpoint, episode seed and base seed give the same actions in-process.
+act: only on a frame set that it can place, by its stamp, in an episode whose start event it has
+(or in the one episode that the first frames start when events are off), only on one newer than
+the last it acted on and not older than `max_frame_age`; it resets the recurrent state and the
+action draws at each episode start, where new weights (checked when they arrived) are swapped in.
+Per-episode draw seeds (`draw_seed`) make a run reproducible: the same checkpoint, episode seed and
+base seed give the same actions in-process.
+
+Frames and episode events come on different topics, in either order. A frame set belongs to the
+latest started episode at or before its stamp, unless that episode has ended before the stamp or
+announced (`until_ns`) that it has no frame so late: then it belongs to an episode whose start has
+not arrived yet, and waits for it. So the first frames of a new episode are never acted on with the
+old episode's recurrent state and draws, whatever the order of arrival, as long as episodes carry a
+horizon (the lockstep sim's do). Open-ended episodes (until_ns 0) rely on the events coming first.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import numpy as np
 
 from policies.checkpoint import load_policy
 from policies.config import ActionSampling
+from policies.images import fit_image
 from policies.weights import WeightsError, unpack_actor_weights
+from robot_nodes.messages import MessageError, stale_reason
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
 
 JOINTS_KEY = "joints"
@@ -76,6 +86,10 @@ class PolicyNodeConfig:
     control_hz: float = 10.0  # ticks per second when act_on is timer
     sync_tolerance: float = 0.01  # seconds: the most the stamps of one frame set may differ
     max_frame_age: float = 0.2  # seconds: older frame sets are stale and never acted on
+    # crop_resize: a camera image of another size is centre-cropped to the checkpoint's aspect ratio
+    # and resized to its size (policies.images.fit_image: a 640x480 RealSense feeds an 84x84 policy);
+    # exact: such an image is refused
+    image_fit: Literal["crop_resize", "exact"] = "crop_resize"
     episodes_from_events: bool = True  # false: one episode from the first frames (deploy without a recorder)
     startup_timeout: float = 10.0  # seconds to wait for a publisher on every needed topic
     reliable_sensors: bool = False  # reliable sensor QoS (lockstep graphs); else sensor-data QoS
@@ -106,7 +120,16 @@ def default_topic(key: str, is_image: bool) -> str:
 class Episode:
     index: int
     seed: int
-    start_ns: int
+    start_ns: int  # stamp of its first observation
+    until_ns: int = 0  # no frame of it is stamped later (0: open-ended)
+    end_ns: int | None = None  # stamp of its last observation, once it has ended
+
+    def acts_on(self, stamp_ns: int) -> bool:
+        """Whether frames stamped `stamp_ns` are this episode's and still need an action (its last
+        observation needs none: the episode is over)."""
+        if stamp_ns < self.start_ns or (self.until_ns and stamp_ns > self.until_ns):
+            return False
+        return self.end_ns is None or stamp_ns < self.end_ns
 
 
 class FrameBuffer:
@@ -178,19 +201,30 @@ class PolicyCore:
                 "map its keys to onboard topics"
             )
         self.frames = FrameBuffer(list(self.topic_kinds))
-        self.episode: Episode | None = None
-        self.pending_start: Episode | None = None
+        self.episode: Episode | None = None  # the one the recurrent state belongs to
+        self.known: dict[int, Episode] = {}  # started episodes from events, by index
         self.pending_weights = None
         self.last_acted_ns: int | None = None
-        self.episodes_started = 0
 
     # --- episodes -----------------------------------------------------------------------------
-    def on_episode_start(self, index: int, seed: int, stamp_ns: int) -> None:
-        self.pending_start = Episode(index, seed, stamp_ns)
+    def on_episode_start(self, index: int, seed: int, start_ns: int, until_ns: int = 0) -> None:
+        self.known.setdefault(index, Episode(index, seed, start_ns, until_ns))
+        # episodes that started before the one acting are over: keep the few that may still matter
+        current = self.episode.start_ns if self.episode is not None else start_ns
+        self.known = {i: e for i, e in self.known.items() if e.start_ns >= min(current, start_ns)}
 
-    def on_episode_end(self, index: int) -> None:
-        if self.episode is not None and self.episode.index == index:
-            self.episode = None
+    def on_episode_end(self, index: int, end_ns: int) -> None:
+        if index in self.known:
+            self.known[index].end_ns = end_ns
+
+    def episode_of(self, stamp_ns: int) -> Episode | None:
+        """The started episode whose frames these are, or None (between episodes, or an episode
+        whose start event has not come yet)."""
+        started = [e for e in self.known.values() if e.start_ns <= stamp_ns]
+        if not started:
+            return None
+        latest = max(started, key=lambda e: e.start_ns)
+        return latest if latest.acts_on(stamp_ns) else None
 
     def start_episode(self, episode: Episode) -> None:
         """Recurrent state and draws reset; weights that arrived since the last episode go in."""
@@ -201,7 +235,6 @@ class PolicyCore:
         self.runner.reset()
         self.runner.generator.manual_seed(draw_seed(self.config.seed, episode.seed))
         self.episode = episode
-        self.episodes_started += 1
 
     # --- weights ------------------------------------------------------------------------------
     def offer_weights(self, data: bytes) -> str:
@@ -215,20 +248,29 @@ class PolicyCore:
     def ready(self, stamp_ns: int, now_ns: int) -> str | None:
         """None when a frame set stamped `stamp_ns` should be acted on, else why not (a log line, or
         an empty string for the ordinary case of no news)."""
-        if self.pending_start is not None and stamp_ns >= self.pending_start.start_ns:
-            self.start_episode(self.pending_start)
-            self.pending_start = None
-        if self.episode is None and not self.config.episodes_from_events:
-            self.start_episode(Episode(self.episodes_started, 0, stamp_ns))
-        if self.episode is None or stamp_ns < self.episode.start_ns:
-            return ""  # between episodes
+        if not self.config.episodes_from_events and not self.known:
+            self.known[0] = Episode(0, 0, stamp_ns)  # the whole run is one episode
+        episode = self.episode_of(stamp_ns)
+        if episode is None:
+            return ""  # between episodes, or the start event of these frames' episode is still to come
+        if episode is not self.episode:
+            if self.episode is not None and episode.start_ns < self.episode.start_ns:
+                return ""  # late frames of an episode that is over
+            self.start_episode(episode)
         if self.last_acted_ns is not None and stamp_ns <= self.last_acted_ns:
             return ""  # acted on it already
-        age = (now_ns - stamp_ns) / 1e9
-        if age > self.config.max_frame_age:
-            limit = self.config.max_frame_age * 1e3
-            return f"stale frames: the freshest complete set is {age * 1e3:.0f} ms old (limit {limit:.0f} ms)"
-        return None
+        return stale_reason("frames (the freshest complete set)", stamp_ns, now_ns, self.config.max_frame_age)
+
+    def fit(self, key: str, value: np.ndarray) -> np.ndarray:
+        """One onboard array as the policy takes it: a camera image fitted to the checkpoint's size
+        (`image_fit`); anything else must have the checkpoint's shape. MessageError if it cannot."""
+        spec = self.spec.onboard[key]
+        if spec.is_image and self.config.image_fit == "crop_resize" and value.ndim == len(spec.shape):
+            value = fit_image(value, spec.shape[:2])
+        if value.shape != spec.shape:
+            hint = " (set image_fit:=crop_resize to fit camera images)" if spec.is_image else ""
+            raise MessageError(f"{key} has shape {value.shape}, the policy needs {spec.shape}{hint}")
+        return value
 
     def act(self, stamp_ns: int, onboard: dict[str, np.ndarray]) -> np.ndarray:
         self.last_acted_ns = stamp_ns

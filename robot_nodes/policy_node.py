@@ -5,8 +5,11 @@
 Subscribes to the onboard topics its checkpoint's card names (`<camera>/color/image_raw`,
 `joint_states`, `onboard_vectors`; `topics` remaps keys), `episode_events` and `policy_weights`
 (std_msgs/UInt8MultiArray, reliable and transient-local: `robot_nodes.weights_topic`); publishes
-`action` (a labelled Float32MultiArray `{"action": [...]}` stamped with the frames it acted on).
-It refuses to start when a needed topic has no publisher after `startup_timeout`.
+`action` (a labelled Float32MultiArray `{"action": [...], "policy_version": [v]}` stamped with the
+frames it acted on; the version lets the recorder and a probe tell which weights acted).
+It refuses to start when a needed topic has no publisher after `startup_timeout`. Camera images
+(rgb8, or bgr8 converted) of another size than the checkpoint's are centre-cropped and resized to
+it (`image_fit`, policies.images.fit_image); a 640x480 camera needs `reliable_sensors:=true`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from functools import partial
 
 import numpy as np
 import torch
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, String, UInt8MultiArray
@@ -50,6 +55,11 @@ class PolicyNode(Node):
         self.create_subscription(String, "episode_events", self.on_episode_event, latched_qos(depth=10))
         self.create_subscription(UInt8MultiArray, WEIGHTS_TOPIC, self.on_weights, latched_qos())
         self.actions = self.create_publisher(Float32MultiArray, "action", command_qos())
+        # An action sent before a reader matched is lost to it (and stalls a lockstep graph): act once
+        # the writer is matched to every reader the graph knows of, and to one at least.
+        self.listened = False
+        steady = RosClock(clock_type=ClockType.STEADY_TIME)  # sim time may stand still until it acts
+        self.listen_timer = self.create_timer(0.05, self.check_listeners, clock=steady)
         if self.config.act_on == "timer":
             self.create_timer(1.0 / self.config.control_hz, self.tick)
         self.get_logger().info(
@@ -69,6 +79,12 @@ class PolicyNode(Node):
                     f"keys {keys}): start the camera/robot nodes, or map the keys with topics:=[key=topic]"
                 )
             time.sleep(0.05)
+
+    def check_listeners(self) -> None:
+        if self.actions.get_subscription_count() >= max(1, self.count_subscribers(self.actions.topic_name)):
+            self.listened = True
+            self.destroy_timer(self.listen_timer)
+            self.tick()
 
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -96,9 +112,9 @@ class PolicyNode(Node):
             self.get_logger().warning(str(err))
             return
         if event.kind == "start":
-            self.core.on_episode_start(event.episode, event.seed, event.stamp_ns)
+            self.core.on_episode_start(event.episode, event.seed, event.stamp_ns, event.until_ns)
         else:
-            self.core.on_episode_end(event.episode)
+            self.core.on_episode_end(event.episode, event.stamp_ns)
         if self.config.act_on == "frames":
             self.tick()  # frames of the new episode may have come first
 
@@ -109,6 +125,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"weights refused, version {self.core.version} keeps acting: {err}")
 
     def tick(self) -> None:
+        if not self.listened:
+            return
         found = self.core.frames.freshest_set(int(self.config.sync_tolerance * 1e9))
         if found is None:
             return
@@ -124,7 +142,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"not acting: {err}", throttle_duration_sec=1.0)
             return
         action = self.core.act(stamp, onboard)
-        self.actions.publish(vectors_to_msg({"action": action}, stamp))
+        version = np.array([self.core.version], dtype=np.float32)  # exact up to 2**24 versions
+        self.actions.publish(vectors_to_msg({"action": action, "policy_version": version}, stamp))
 
     def onboard(self, messages: dict) -> dict[str, np.ndarray]:
         onboard = {}
@@ -142,11 +161,7 @@ class PolicyNode(Node):
                 if key not in vectors:
                     raise MessageError(f"{topic} has no vector {key!r} (it has {sorted(vectors)})")
                 onboard[key] = vectors[key]
-            expected = self.core.spec.onboard[key].shape
-            if onboard[key].shape != expected:
-                raise MessageError(
-                    f"{key} from {topic} has shape {onboard[key].shape}, the policy needs {expected}"
-                )
+            onboard[key] = self.core.fit(key, onboard[key])
         return onboard
 
 

@@ -4,7 +4,8 @@
   drops whole through Fast DDS's shared-memory segment (STACK.md: 640x480 rgb8 arrives 0/120), and
   lockstep graphs, where one lost frame would stall the loop: those are reliable;
 - commands and episode events: reliable, volatile;
-- camera_info, calibration, weights and other state a late joiner needs: reliable, transient-local.
+- camera_info, calibration, weights and other state a late joiner needs: reliable, transient-local;
+- /clock: keep last 1, reliable, so rclpy's time source (best effort) and any reliable reader match.
 """
 
 from __future__ import annotations
@@ -51,4 +52,12 @@ def latched_qos(depth: int = 1) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )  # fmt: skip
+
+
+def clock_qos() -> QoSProfile:
+    """/clock: only the newest time matters."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
     )  # fmt: skip

@@ -15,11 +15,26 @@ older than `watchdog_timeout` or not newer than the last one; the e-stop refuses
 are capped (linear norm, angular per axis, joint slew); the end-effector may not be sent out of
 the workspace box; joint targets stay inside the URDF's limits. When no fresh action has arrived
 for `watchdog_timeout` (or the e-stop is on) the arm is held: a zero twist, or the joints where
-they were measured when the hold began.
+they were measured when the hold began. Times are ROS time: wall clock on a robot, the sim's time
+(/clock, `use_sim_time`) in a lockstep sim graph, where the graph waits on a slow node instead of
+finding its messages stale.
+
+A command carries the stamp of the observation its action was computed from; a hold carries stamp
+0, which no observation has: controllers read a zero stamp as "now" (JointTrajectory) or as no
+command time (Servo), and a lockstep sim, which steps on the command stamped with the observation
+it waits on, never takes a hold for the policy's answer.
+
+Actions, joint states and episode events come on different topics, in any order. An action waits
+(the newest one only) until a joint state stamped at or after it has come, so limits, the box and
+IK never start from a pose older than the observation the policy saw. The joint-target path
+re-reads its end-effector target from that pose whenever an action is from a newer episode than
+the target: one whose start event has come, or past the horizon (`until_ns`) the target's episode
+announced, so a new episode's first action never integrates on the previous episode's target.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -27,6 +42,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from robot_nodes.kinematics import SIM_ARM_URDF, ArmKinematics, ee_rotation, ee_target_from_pose
+from robot_nodes.messages import stale_reason
 from sim.base import ANGLE_STEP, EE_STEP, EETarget, step_ee_target
 from sim.scene import ARM_JOINTS, FINGER_OPEN
 
@@ -104,7 +120,7 @@ class RobotInterfaceConfig:
 class Command:
     """What the node publishes for one accepted action or one hold."""
 
-    stamp_ns: int  # the stamp of the action's observation (a hold: the time it was decided)
+    stamp_ns: int  # the stamp of the action's observation; 0 for a hold
     hold: bool
     linear: np.ndarray | None = None  # m/s, base frame (twist output)
     angular: np.ndarray | None = None  # rad/s, base frame (twist output)
@@ -129,30 +145,42 @@ class RobotInterfaceCore:
             else self.kinematics.velocity
         )
         self.measured: np.ndarray | None = None  # arm joints from joint_states
+        self.measured_ns: int | None = None  # their stamp
+        self.waiting: tuple[np.ndarray, int] | None = None  # an action waiting for joint states
         self.last_stamp: int | None = None  # of the last accepted action
         self.estop = False
         self.holding = True  # nothing is commanded before the first fresh action
         self.hold_joints: np.ndarray | None = None
         self.target: EETarget | None = None  # integrated end-effector target (joint outputs)
+        self.target_from_ns = 0  # stamp of the action the target was (re-)read at
         self.commanded: np.ndarray | None = None  # last joint targets sent
-        self.resync_at: int | None = None  # an episode started at this stamp: re-read the target there
+        self.episodes: deque[tuple[int, int]] = deque(maxlen=8)  # (start, until) of recent episodes
 
     # --- inputs -------------------------------------------------------------------------------
-    def on_joint_states(self, positions: np.ndarray) -> None:
+    def on_joint_states(self, positions: np.ndarray, stamp_ns: int, now_ns: int) -> Command | None:
+        """The measured arm; the command of an action that waited for it, if one did (or Refused)."""
         self.measured = np.asarray(positions, dtype=np.float64)
+        self.measured_ns = stamp_ns
+        if self.waiting is None or stamp_ns < self.waiting[1]:
+            return None
+        action, stamp = self.waiting
+        self.waiting = None
+        return self.on_action(action, stamp, now_ns)
 
-    def on_estop(self, engaged: bool, now_ns: int) -> Command | None:
+    def on_estop(self, engaged: bool) -> Command | None:
         """The e-stop: engaging it holds at once; releasing it waits for a fresh action."""
         was = self.estop
         self.estop = bool(engaged)
-        return self._enter_hold(now_ns) if engaged and not was else None
+        return self._enter_hold() if engaged and not was else None
 
-    def on_episode_start(self, stamp_ns: int) -> None:
+    def on_episode_start(self, start_ns: int, until_ns: int = 0) -> None:
         """The arm may have been moved (reset): joint targets restart from the measured pose there."""
-        self.resync_at = stamp_ns
+        if (start_ns, until_ns) not in self.episodes:
+            self.episodes.append((start_ns, until_ns))
 
-    def on_action(self, action: np.ndarray, stamp_ns: int, now_ns: int) -> Command:
-        """The command for one policy action, or Refused (nothing is sent; the hold stays or comes)."""
+    def on_action(self, action: np.ndarray, stamp_ns: int, now_ns: int) -> Command | None:
+        """The command for one policy action; None while it waits for joint states at least as new
+        (`on_joint_states` then returns it); Refused: nothing is sent, the hold stays or comes."""
         cfg = self.config
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if self.estop:
@@ -166,16 +194,14 @@ class RobotInterfaceCore:
             raise Refused(f"action holds NaN or inf, refused: {action.tolist()}")
         if np.any(np.abs(action) > 1.0 + 1e-6):
             raise Refused(f"action outside [-1, 1], refused: {action.tolist()}")
-        age = (now_ns - stamp_ns) / 1e9
-        if age > cfg.watchdog_timeout:
-            raise Refused(
-                f"stale action: its observation is {age * 1e3:.0f} ms old "
-                f"(limit {cfg.watchdog_timeout * 1e3:.0f} ms)"
-            )
+        stale = stale_reason("action", stamp_ns, now_ns, cfg.watchdog_timeout)
+        if stale:
+            raise Refused(stale)
         if self.last_stamp is not None and stamp_ns <= self.last_stamp:
             raise Refused(f"out-of-order action: stamp {stamp_ns} is not newer than {self.last_stamp}")
-        if self.measured is None:
-            raise Refused("no joint_states received yet: cannot check the workspace, action refused")
+        if self.measured_ns is None or self.measured_ns < stamp_ns:
+            self.waiting = (action, stamp_ns)  # a newer action replaces one that waited
+            return None
         arm, grip = action[: len(cfg.ee_axes)], (action[-1] if cfg.has_gripper else None)
         gripper = None if grip is None else float((1.0 - grip) / 2.0 * cfg.gripper_open)
         if cfg.output == "twist":
@@ -192,21 +218,21 @@ class RobotInterfaceCore:
         if self.holding:
             return None
         if self.last_stamp is None or (now_ns - self.last_stamp) / 1e9 > self.config.watchdog_timeout:
-            return self._enter_hold(now_ns)
+            return self._enter_hold()
         return None
 
-    def hold_command(self, now_ns: int) -> Command:
+    def hold_command(self) -> Command:
         """The hold, repeated at the control rate while it lasts."""
         if self.config.output == "twist":
-            return Command(now_ns, True, linear=np.zeros(3), angular=np.zeros(3))
-        return Command(now_ns, True, joints=None if self.hold_joints is None else self.hold_joints.copy())
+            return Command(0, True, linear=np.zeros(3), angular=np.zeros(3))
+        return Command(0, True, joints=None if self.hold_joints is None else self.hold_joints.copy())
 
     # --- safety and conversion ------------------------------------------------------------------
-    def _enter_hold(self, now_ns: int) -> Command:
+    def _enter_hold(self) -> Command:
         self.holding = True
         self.hold_joints = None if self.measured is None else self.measured.copy()
         self.target, self.commanded = None, None  # re-read from the measured pose when actions resume
-        return self.hold_command(now_ns)
+        return self.hold_command()
 
     def _twist(self, arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
@@ -231,11 +257,21 @@ class RobotInterfaceCore:
         linear = np.where(predicted < low, np.minimum(low - position, 0.0) / self.dt, linear)
         return linear, angular
 
+    def _target_is_stale(self, stamp_ns: int) -> bool:
+        """No target yet (or a hold dropped it), or this action is from a newer episode than it."""
+        if self.target is None:
+            return True
+        if any(self.target_from_ns < start <= stamp_ns for start, _ in self.episodes):
+            return True  # an episode started after the target was read
+        known = [(start, until) for start, until in self.episodes if start <= self.target_from_ns]
+        until = max(known)[1] if known else 0
+        return bool(until) and self.target_from_ns <= until < stamp_ns  # past its episode's horizon
+
     def _joint_targets(self, arm: np.ndarray, stamp_ns: int) -> np.ndarray:
         cfg, limits = self.config, self.config.ee_target
-        if self.target is None or (self.resync_at is not None and stamp_ns >= self.resync_at):
+        if self._target_is_stale(stamp_ns):
             pos, yaw, pitch = ee_target_from_pose(*self.kinematics.fk(self.measured))
-            self.target, self.commanded, self.resync_at = EETarget(pos, yaw, pitch), None, None
+            self.target, self.commanded, self.target_from_ns = EETarget(pos, yaw, pitch), None, stamp_ns
         self.target = step_ee_target(
             self.target, arm, tuple(cfg.ee_axes),
             (np.array(limits.workspace.low), np.array(limits.workspace.high)),

@@ -7,7 +7,7 @@ Subscribes to `action` (the policy's stamped labelled vector), `joint_states`, `
 `servo_node/delta_twist_cmds` (TwistStamped, for MoveIt Servo), `arm_controller/joint_trajectory`
 (JointTrajectory) or `forward_position_controller/commands` (Float64MultiArray), plus
 `gripper_controller/joint_trajectory`. Every command carries the stamp of the observation its
-action came from; a refused action is one log line and nothing is sent.
+action came from (a hold: stamp 0); a refused action is one log line and nothing is sent.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from std_msgs.msg import Bool, Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_nodes.entry import run_node
-from robot_nodes.messages import EpisodeEvent, MessageError, header, joint_state_arrays, vectors_from_msg
+from robot_nodes.messages import (
+    EpisodeEvent,
+    MessageError,
+    from_time,
+    header,
+    joint_state_arrays,
+    vectors_from_msg,
+)
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
 from robot_nodes.robot_interface_core import Command, Refused, RobotInterfaceConfig, RobotInterfaceCore
@@ -50,7 +57,7 @@ class RobotInterfaceNode(Node):
                 JointTrajectory, "gripper_controller/joint_trajectory", command_qos()
             )
         self.create_subscription(Float32MultiArray, "action", self.on_action, command_qos())
-        self.create_subscription(JointState, "joint_states", self.on_joint_states, sensor_qos())
+        self.create_subscription(JointState, "joint_states", self.on_joint_states, sensor_qos(reliable=True))
         self.create_subscription(Bool, "estop", self.on_estop, latched_qos())
         self.create_subscription(String, "episode_events", self.on_episode_event, latched_qos(depth=10))
         self.create_timer(1.0 / WATCHDOG_HZ, self.on_watchdog)
@@ -72,19 +79,25 @@ class RobotInterfaceNode(Node):
         except (MessageError, Refused) as err:
             self.get_logger().warning(f"action refused: {err}")
             return
-        self.send(command)
+        if command is not None:
+            self.send(command)
 
     def on_joint_states(self, msg: JointState) -> None:
         try:
             positions, _ = joint_state_arrays(msg, self.config.arm_joints)
+            command = self.core.on_joint_states(positions, from_time(msg.header.stamp), self.now_ns())
         except MessageError as err:
             self.get_logger().error(str(err), throttle_duration_sec=1.0)
             return
-        self.core.on_joint_states(positions)
+        except Refused as err:
+            self.get_logger().warning(f"action refused: {err}")
+            return
+        if command is not None:
+            self.send(command)
 
     def on_estop(self, msg: Bool) -> None:
         self.get_logger().warning(f"e-stop {'ENGAGED: holding the arm' if msg.data else 'released'}")
-        command = self.core.on_estop(msg.data, self.now_ns())
+        command = self.core.on_estop(msg.data)
         if command is not None:
             self.send(command)
 
@@ -95,20 +108,27 @@ class RobotInterfaceNode(Node):
             self.get_logger().warning(str(err))
             return
         if event.kind == "start":
-            self.core.on_episode_start(event.stamp_ns)
+            self.core.on_episode_start(event.stamp_ns, event.until_ns)
 
     def on_watchdog(self) -> None:
         command = self.core.check_watchdog(self.now_ns())
         if command is not None:
+            waiting = self.core.waiting
+            why = (
+                f" (an action waits for joint_states stamped at or after {waiting[1]} ns; the newest is "
+                f"{self.core.measured_ns}: is the arm's driver publishing, on this clock?)"
+                if waiting is not None
+                else ""
+            )
             self.get_logger().warning(
-                f"no fresh action for {self.config.watchdog_timeout * 1e3:.0f} ms: holding the arm",
+                f"no fresh action for {self.config.watchdog_timeout * 1e3:.0f} ms: holding the arm{why}",
                 throttle_duration_sec=5.0,
             )
             self.send(command)
 
     def on_hold_tick(self) -> None:
         if self.core.holding and self.core.last_stamp is not None:
-            self.send(self.core.hold_command(self.now_ns()))
+            self.send(self.core.hold_command())
 
     # --- outputs ------------------------------------------------------------------------------
     def send(self, command: Command) -> None:

@@ -8,9 +8,15 @@ action the policy sent, bit for bit) and goes through the env's own IK; joint ta
 
 Lockstep: each observation waits for the commands stamped with its stamp (the robot interface
 stamps a command with the observation its action was computed from), then the sim steps once; a
-command with another stamp (a hold, a late action) is ignored. Wall clock: the node steps at the
-control rate with the latest commands; the sim has no command timeout of its own, so a stale
-command keeps acting until the robot interface holds the arm (which is what its watchdog is for).
+command with another stamp (a hold, a late action) is ignored. Time is the sim's own: each step
+advances it by one control period, observations are stamped with it and the node publishes it on
+/clock, so every node of a lockstep graph (run with use_sim_time) measures frame ages and its
+watchdog in sim time, and a loaded machine slows the graph down without making anything stale.
+Each lockstep episode owns the stamps of its step limit (`until_ns`, announced in its start event)
+and the next one starts after them, so a frame's stamp alone tells which episode it is from.
+Wall clock: the node steps at the control rate with the latest commands, stamped with ROS time;
+the sim has no command timeout of its own, so a stale command keeps acting until the robot
+interface holds the arm (which is what its watchdog is for).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from sim.base import ANGLE_STEP, EE_STEP, ArmEnv
 from sim.config import TaskConfig
 from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
 
+NS = 1_000_000_000
+
 CommandInput = Literal["twist", "joint_trajectory", "joint_positions", "action"]
 
 
@@ -37,6 +45,7 @@ class SimRobotConfig:
     lockstep: bool = True  # one sim step per command (tests, parity); false: the wall clock at control_hz
     command_input: CommandInput = "twist"  # what the sim obeys: the robot interface's output, or raw actions
     seeds: list[int] = field(default_factory=lambda: [0])  # seeds of the first episodes, then +1 each
+    autostart: bool = True  # start the first episode by itself (lockstep: once connected); false: on ~/reset
     auto_reset: bool = True  # start the next episode when one ends; false: wait for the reset service
     next_seed: int = -1  # seed for the next reset service call (then back to -1); -1: the sequence
     max_episodes: int = 0  # auto_reset stops after this many episodes (0: never)
@@ -50,6 +59,11 @@ class SimRobotConfig:
             raise ValueError("seeds must hold at least one seed")
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes must be >= 0, got {self.max_episodes}")
+        if self.lockstep and self.command_input == "joint_positions":
+            raise ValueError(
+                "lockstep matches commands to observations by stamp, and joint_positions "
+                "(Float64MultiArray) has none: use command_input joint_trajectory or twist"
+            )
 
 
 @dataclass
@@ -92,6 +106,9 @@ class SimRobotCore:
             if unknown:
                 raise ValueError(f"extra_cameras {unknown} are not cameras of {config.task}: {sorted(known)}")
         self.dt = 1.0 / self.env.control_hz
+        self.dt_ns = round(NS / self.env.control_hz)
+        self.clock_ns = 0  # the stamp of the latest observation: the sim's time in lockstep
+        self.until_ns = 0  # lockstep: the last stamp the episode may reach (its step limit)
         self.episode = -1
         self.seed = config.seeds[0] - 1
         self.steps = 0
@@ -108,10 +125,17 @@ class SimRobotCore:
         episode = self.episode + 1
         return self.config.seeds[episode] if episode < len(self.config.seeds) else self.seed + 1
 
+    def sim_stamp(self, new_episode: bool = False) -> int:
+        """Lockstep: the stamp of the next observation, one control period after the latest; a new
+        episode's first also comes after every stamp the previous episode could have reached."""
+        stamp = self.clock_ns + self.dt_ns
+        return max(stamp, self.until_ns + self.dt_ns) if new_episode else stamp
+
     def reset(self, seed: int, stamp_ns: int) -> Observation:
         obs, _ = self.env.reset(seed=seed)
         self.episode += 1
         self.seed, self.steps, self.done = seed, 0, False
+        self.until_ns = stamp_ns + self.env.max_episode_steps * self.dt_ns if self.config.lockstep else 0
         self.arm_command, self.gripper_command = None, None
         self._previous_joints = None
         return self._observation(obs, stamp_ns)
@@ -196,7 +220,7 @@ class SimRobotCore:
         velocities = np.zeros_like(positions) if previous is None else (positions - previous) / self.dt
         self._previous_joints = positions.copy()
         vectors = {k: v for k, v in onboard.items() if k not in images and k != "joints"}
-        self.pending_ns = stamp_ns
+        self.pending_ns = self.clock_ns = stamp_ns
         return Observation(
             stamp_ns, images, self.joint_names(), positions, velocities, vectors, obs["privileged"]
         )

@@ -8,7 +8,10 @@ privileged keys) and `onboard_vectors` (stamped labelled Float32MultiArray) and
 `episode_events`; obeys `servo_node/delta_twist_cmds` + `gripper_controller/joint_trajectory`,
 `arm_controller/joint_trajectory`, `forward_position_controller/commands` or `action`
 (`command_input`); `~/reset` (std_srvs/Trigger) starts an episode with the `next_seed` parameter's
-seed (or the next of the sequence) and answers the episode and seed as JSON.
+seed (or the next of the sequence) and answers the episode and seed as JSON (in lockstep it fails,
+saying why, until the graph is connected: call it again). In lockstep it also
+publishes the sim's time on `/clock` (rosgraph_msgs/Clock), the time its stamps are in: the other
+nodes of a lockstep graph run with `use_sim_time:=true` (aps-launch and the launch files set it).
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ import json
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.topic_endpoint_info import TopicEndpointInfo
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_nodes.entry import run_node
+from robot_nodes.entry import StartupError, run_node
 from robot_nodes.messages import (
     EpisodeEvent,
     MessageError,
@@ -34,11 +41,12 @@ from robot_nodes.messages import (
     joint_state_to_msg,
     outcome_vectors,
     pinhole_camera,
+    to_time,
     vectors_from_msg,
     vectors_to_msg,
 )
 from robot_nodes.params import declare_config, node_options
-from robot_nodes.qos import command_qos, image_qos, latched_qos, sensor_qos
+from robot_nodes.qos import clock_qos, command_qos, image_qos, latched_qos, sensor_qos
 from robot_nodes.sim_robot_core import Observation, SimRobotConfig, SimRobotCore
 from sim.scene import ARM_JOINTS
 
@@ -51,12 +59,18 @@ ARM_COMMAND_TOPICS = {
 GRIPPER_TOPIC = "gripper_controller/joint_trajectory"
 
 
+def node_names(endpoints: list[TopicEndpointInfo]) -> set[tuple[str, str]]:
+    return {(endpoint.node_namespace, endpoint.node_name) for endpoint in endpoints}
+
+
 class SimRobotNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_robot", **node_options())
         self.config = declare_config(self, SimRobotConfig)
-        self.core = SimRobotCore(self.config)
         cfg, size = self.config, self.config.env.image_size
+        if not cfg.lockstep and self.get_parameter("use_sim_time").value:
+            raise StartupError("use_sim_time needs lockstep:=true (only a lockstep sim publishes /clock)")
+        self.core = SimRobotCore(self.config)
         # lockstep: one lost observation or command would stall the loop, so sensors are reliable too
         self.images = {
             cam: self.create_publisher(
@@ -73,7 +87,8 @@ class SimRobotNode(Node):
             for cam in self.core.cameras
         } if self.core.arm else {}  # fmt: skip
         sensors = sensor_qos(reliable=cfg.lockstep)
-        self.joint_states = self.create_publisher(JointState, "joint_states", sensors)
+        # reliable as ros2_control's joint_state_broadcaster publishes it: the robot interface needs each one
+        self.joint_states = self.create_publisher(JointState, "joint_states", sensor_qos(reliable=True))
         self.onboard_vectors = self.create_publisher(Float32MultiArray, "onboard_vectors", sensors)
         self.privileged = self.create_publisher(Float32MultiArray, "privileged_state", sensors)
         self.events = self.create_publisher(String, "episode_events", latched_qos(depth=10))
@@ -91,8 +106,12 @@ class SimRobotNode(Node):
         if GRIPPER_TOPIC in self.command_topics:
             self.create_subscription(JointTrajectory, GRIPPER_TOPIC, self.on_gripper_command, command_qos())
         self.create_service(Trigger, "~/reset", self.on_reset)
+        self.connected = not cfg.lockstep  # on the wall clock, observations flow whoever listens
         if cfg.lockstep:
-            self.start_timer = self.create_timer(0.1, self.start_when_connected)
+            self.clock = self.create_publisher(Clock, "/clock", clock_qos())
+            # sim time stands still until the first observation: wait for the graph on the steady clock
+            steady = RosClock(clock_type=ClockType.STEADY_TIME)
+            self.connect_timer = self.create_timer(0.1, self.check_connected, clock=steady)
         else:
             self.create_timer(1.0 / self.core.env.control_hz, self.on_control_tick)
 
@@ -100,21 +119,45 @@ class SimRobotNode(Node):
     def now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def start_when_connected(self) -> None:
-        """Lockstep: the first observation goes out once a subscriber listens to every onboard
-        topic and a publisher sends every command topic (reliable delivery needs a matched reader)."""
-        onboard = [f"{cam}/color/image_raw" for cam in self.core.onboard_cameras]
-        onboard += ["joint_states"] if self.core.arm else []
-        onboard += ["onboard_vectors"] if self.core.vector_keys else []
-        listening = all(self.count_subscribers(topic) > 0 for topic in onboard)
-        if listening and all(self.count_publishers(topic) > 0 for topic in self.command_topics):
-            self.destroy_timer(self.start_timer)
+    def stamp_ns(self, new_episode: bool = False) -> int:
+        """The next observation's stamp: lockstep, the sim's time one step on; else ROS time now."""
+        return self.core.sim_stamp(new_episode) if self.config.lockstep else self.now_ns()
+
+    def check_connected(self) -> None:
+        """Lockstep: the graph is connected (and the first episode may start, by itself or on ~/reset)
+        once every onboard topic has a reader, each reader the graph knows of is matched to this
+        node's writer (a message sent before that is lost to it), every command topic has a writer,
+        and every node that commands the arm reads joint_states (the robot interface acts only on a
+        pose at least as new as the action's observation)."""
+        onboard = {f"{cam}/color/image_raw": self.images[cam] for cam in self.core.onboard_cameras}
+        onboard |= {"joint_states": self.joint_states} if self.core.arm else {}
+        onboard |= {"onboard_vectors": self.onboard_vectors} if self.core.vector_keys else {}
+        matched = all(
+            0 < self.count_subscribers(topic) <= writer.get_subscription_count()
+            for topic, writer in onboard.items()
+        )
+        commanded = all(self.count_publishers(topic) > 0 for topic in self.command_topics)
+        if not (matched and commanded and self.commanders_read_joint_states()):
+            return
+        self.destroy_timer(self.connect_timer)
+        self.connected = True
+        if self.config.autostart:
             self.start_episode(self.core.next_seed())
 
+    def commanders_read_joint_states(self) -> bool:
+        if not self.core.arm or self.config.command_input == "action":
+            return True
+        commanders = set().union(
+            *(node_names(self.get_publishers_info_by_topic(topic)) for topic in self.command_topics)
+        )
+        return commanders <= node_names(self.get_subscriptions_info_by_topic("joint_states"))
+
     def start_episode(self, seed: int) -> None:
-        stamp = self.now_ns()
+        stamp = self.stamp_ns(new_episode=True)
         observation = self.core.reset(seed, stamp)
-        self.events.publish(EpisodeEvent("start", self.core.episode, seed, stamp, self.config.task).to_msg())
+        core = self.core
+        event = EpisodeEvent("start", core.episode, seed, stamp, self.config.task, until_ns=core.until_ns)
+        self.events.publish(event.to_msg())
         self.publish_observation(observation)
 
     def end_episode(self, stamp: int, success: bool, truncated: bool) -> None:
@@ -128,13 +171,20 @@ class SimRobotNode(Node):
             self.start_episode(core.next_seed())
 
     def on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if not self.connected:
+            response.success = False
+            response.message = (
+                "lockstep graph not connected yet (every observation topic needs a matched reader and "
+                "every command topic a writer): call again"
+            )
+            return response
         if not self.core.done:  # an episode cut short ends as truncated
             self.events.publish(
                 EpisodeEvent(
                     "end",
                     self.core.episode,
                     self.core.seed,
-                    self.now_ns(),
+                    self.core.clock_ns,
                     self.config.task,
                     self.core.steps,
                     False,
@@ -190,13 +240,14 @@ class SimRobotNode(Node):
     def on_control_tick(self) -> None:
         if self.core.done:
             more = not self.config.max_episodes or self.core.episode + 1 < self.config.max_episodes
-            if self.core.episode < 0 or (self.config.auto_reset and more):
+            first = self.core.episode < 0
+            if (first and self.config.autostart) or (not first and self.config.auto_reset and more):
                 self.start_episode(self.core.next_seed())
             return
         self.step()
 
     def step(self) -> None:
-        stamp = self.now_ns()
+        stamp = self.stamp_ns()
         result = self.core.step(stamp)
         self.publish_observation(result.observation)
         if result.done:
@@ -204,6 +255,8 @@ class SimRobotNode(Node):
 
     def publish_observation(self, observation: Observation) -> None:
         stamp = observation.stamp_ns
+        if self.config.lockstep:
+            self.clock.publish(Clock(clock=to_time(stamp)))
         for cam, image in observation.images.items():
             frame = f"{cam}_color_optical_frame"
             self.camera_infos[cam].publish(camera_info_to_msg(self.intrinsics[cam], stamp, frame))

@@ -26,6 +26,7 @@ from sim.scene import ARM_JOINTS, ik
 from sim.urdf import sim_arm_urdf
 
 MS = 1_000_000
+LATER = 10**15  # ns: a stamp after every other stamp of these tests
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,8 @@ def test_pinocchio_ik_agrees_with_the_sims_ik_within_1mm() -> None:
 
 def interface(**overrides) -> RobotInterfaceCore:
     core = RobotInterfaceCore(load_config(RobotInterfaceConfig, overrides))
-    core.on_joint_states(ik(np.array([0.36, 0.0, 0.28]), -np.pi / 2, 0.0).qpos)  # the sim's home
+    home = ik(np.array([0.36, 0.0, 0.28]), -np.pi / 2, 0.0).qpos  # the sim's
+    core.on_joint_states(home, LATER, 0)  # measured after every action of these tests: none waits
     return core
 
 
@@ -102,7 +104,7 @@ def test_twist_is_the_action_times_step_and_rate() -> None:
         ([np.nan, 0, 0, 0, 0], 1000, "NaN or inf"),
         ([1.5, 0, 0, 0, 0], 1000, r"outside \[-1, 1\]"),
         ([0, 0, 0, 0], 1000, "4 values, expected 5"),
-        ([0, 0, 0, 0, 0], 700, "stale action: its observation is 310 ms old"),
+        ([0, 0, 0, 0, 0], 700, "stale action: 310 ms old"),
     ],
 )
 def test_bad_actions_are_refused_never_clipped(action, stamp: int, message: str) -> None:
@@ -117,11 +119,11 @@ def test_out_of_order_actions_and_the_estop() -> None:
     core.on_action(np.zeros(5), 1000 * MS, 1001 * MS)
     with pytest.raises(Refused, match="out-of-order"):
         core.on_action(np.zeros(5), 990 * MS, 1002 * MS)
-    hold = core.on_estop(True, 1003 * MS)
+    hold = core.on_estop(True)
     assert hold.hold and np.all(hold.linear == 0) and np.all(hold.angular == 0)
     with pytest.raises(Refused, match="e-stop engaged"):
         core.on_action(np.zeros(5), 1004 * MS, 1005 * MS)
-    assert core.on_estop(False, 1006 * MS) is None
+    assert core.on_estop(False) is None
     assert not core.on_action(np.zeros(5), 1007 * MS, 1008 * MS).hold
 
 
@@ -131,6 +133,7 @@ def test_watchdog_holds_once_when_actions_stop() -> None:
     assert core.check_watchdog(1150 * MS) is None
     hold = core.check_watchdog(1201 * MS)
     assert hold is not None and hold.hold and np.all(hold.linear == 0)
+    assert hold.stamp_ns == 0  # no observation's stamp: a lockstep sim never steps on a hold
     assert core.check_watchdog(1300 * MS) is None  # already holding: the node repeats it at the rate
 
 
@@ -249,8 +252,13 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
         resolve(GRAPHS["eval"], {})
     sim_graph = resolve(GRAPHS["sim"], {"checkpoint": "/ck", "task": "blind-pick"})
     assert [n.executable for n in sim_graph] == ["aps-sim-robot", "aps-policy", "aps-robot-interface"]
-    assert sim_graph[0].overrides == {"task": "blind-pick"}
-    assert sim_graph[1].overrides == {"checkpoint": "/ck", "task": "blind-pick"}
+    # sim.yaml's sim robot steps in lockstep: every node of the graph runs on its /clock
+    assert sim_graph[0].overrides == {"use_sim_time": "true", "task": "blind-pick"}
+    assert sim_graph[1].overrides == {"use_sim_time": "true", "checkpoint": "/ck", "task": "blind-pick"}
+    assert sim_graph[2].overrides == {"use_sim_time": "true"}
+    wall = tmp_path / "wall.yaml"
+    wall.write_text((CONFIG / "sim.yaml").read_text().replace("lockstep: true", "lockstep: false"))
+    assert all(n.overrides == {} for n in resolve(GRAPHS["sim"], {"params_file": str(wall)}))
     assert [n.executable for n in resolve(GRAPHS["robot"], {})] == [
         "aps-camera", "aps-privileged-tracker", "aps-robot-interface",
     ]  # fmt: skip
@@ -266,3 +274,133 @@ def test_aps_launch_refuses_unknown_arguments() -> None:
         text=True,
     )
     assert out.returncode == 2 and "no argument(s) ['chekpoint']" in out.stderr
+
+
+# --- episode boundaries: frames, actions and events on different topics ---------------------------
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """An untrained search-pick policy at 16x16 (which episode acts does not depend on the weights)."""
+    from policies.checkpoint import save_checkpoint
+    from policies.config import LearnerConfig
+    from policies.learner import Learner
+
+    env = sim.make("search-pick", sim.TaskConfig(image_size=16))
+    obs, _ = env.reset(seed=0)
+    spec = ObsSpec.from_arrays(obs["onboard"], obs["privileged"], env.action_space.shape[0])
+    env.close()
+    learner = Learner(spec, LearnerConfig(algorithm="bc"), seed=0)
+    return save_checkpoint(learner, tmp_path_factory.mktemp("checkpoint"), "search-pick", 1)
+
+
+def test_a_new_episodes_frames_wait_for_its_start_event(small_checkpoint: Path) -> None:
+    """Episode 1's first frames come before episode 0's end event and episode 1's start event (they
+    travel on other topics): the policy must not act on them with episode 0's recurrent state and
+    draws, and must act on them as episode 1's first frames once its start event comes."""
+    from policies.checkpoint import load_policy
+    from robot_nodes.policy_core import PolicyCore, PolicyNodeConfig, draw_seed
+
+    core = PolicyCore(load_config(PolicyNodeConfig, {"checkpoint": str(small_checkpoint)}))
+    rng = np.random.default_rng(0)
+    frames = [
+        {"wrist": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "joints": rng.standard_normal(6, "f4")}
+        for _ in range(2)
+    ]  # fmt: skip
+    step = 100 * MS
+    core.on_episode_start(0, 7, step, until_ns=3 * step)  # episode 0 owns stamps 100..300 ms
+    for k in (1, 2):
+        assert core.ready(k * step, k * step) is None
+        core.act(k * step, frames[k - 1])
+    assert core.ready(4 * step, 4 * step) == ""  # after episode 0's horizon: another episode's frames
+    core.on_episode_end(0, 3 * step)
+    assert core.ready(4 * step, 4 * step) == ""  # episode 0 is over, episode 1 not yet started
+    core.on_episode_start(1, 8, 4 * step, until_ns=6 * step)
+    acted = []
+    for k in (4, 5):
+        assert core.ready(k * step, k * step) is None
+        acted.append(core.act(k * step, frames[k - 4]))
+        core.on_episode_start(1, 8, 4 * step, until_ns=6 * step)  # a repeated event restarts nothing
+    reference = load_policy(small_checkpoint)
+    reference.reset()
+    reference.generator.manual_seed(draw_seed(0, 8))
+    np.testing.assert_array_equal(acted, [reference.act(frames[0]), reference.act(frames[1])])
+    assert core.ready(int(2.5 * step), 6 * step) == ""  # a late frame of episode 0 is not acted on
+
+
+def test_open_ended_episodes_follow_the_events() -> None:
+    from robot_nodes.policy_core import Episode
+
+    episode = Episode(0, 0, start_ns=100)
+    assert episode.acts_on(100) and episode.acts_on(10**12) and not episode.acts_on(99)
+    episode.end_ns = 500
+    assert episode.acts_on(499) and not episode.acts_on(500)  # its last observation needs no action
+
+
+def test_lockstep_episodes_own_disjoint_stamp_ranges() -> None:
+    from robot_nodes.sim_robot_core import SimRobotCore
+
+    core = SimRobotCore(load_config(SimRobotConfig, {"env": {"image_size": 16, "max_episode_steps": 5}}))
+    first = core.reset(0, core.sim_stamp(new_episode=True)).stamp_ns
+    assert core.until_ns == first + 5 * core.dt_ns
+    core.on_arm_command(first, np.zeros(6))
+    stamps = [core.step(core.sim_stamp()).observation.stamp_ns for _ in range(2)]  # ends early (reset)
+    assert stamps == [first + core.dt_ns, first + 2 * core.dt_ns]
+    until = core.until_ns
+    second = core.reset(1, core.sim_stamp(new_episode=True)).stamp_ns
+    assert second == until + core.dt_ns  # after every stamp episode 0 could have reached
+    core.close()
+
+
+def test_an_action_waits_for_the_pose_of_its_observation_and_a_new_episode_rereads_the_target() -> None:
+    """Joint-target path. Episode 0 moves the arm; episode 1 starts at another pose. Its first action
+    comes before its joint state and before its start event (other topics): the command must wait
+    for the joint state and then integrate from episode 1's pose, not from episode 0's target."""
+    ms = MS
+    core = interface(output="joint_positions")
+    home = core.measured.copy()
+    core.on_episode_start(100 * ms, until_ns=300 * ms)
+    core.on_joint_states(home, 100 * ms, 100 * ms)
+    for stamp in (100 * ms, 200 * ms):
+        assert core.on_action(np.array([1.0, 0.0, 0.0, 0.0, -1.0]), stamp, stamp).joints is not None
+        core.on_joint_states(core.commanded, stamp + 100 * ms, stamp + 100 * ms)
+    other = ik(np.array([0.3, 0.15, 0.2]), -np.pi / 2, 0.3).qpos  # episode 1's reset pose
+    action = np.array([0.0, 0.5, 0.0, 0.0, -1.0])
+    assert core.on_action(action, 400 * ms, 400 * ms) is None  # no joint state that new yet
+    command = core.on_joint_states(other, 400 * ms, 401 * ms)
+    fresh = interface(output="joint_positions")
+    fresh.on_joint_states(other, 400 * ms, 400 * ms)
+    np.testing.assert_allclose(command.joints, fresh.on_action(action, 400 * ms, 401 * ms).joints)
+    # the start event coming late changes nothing: the target is already episode 1's
+    core.on_episode_start(400 * ms, until_ns=600 * ms)
+    core.on_joint_states(command.joints, 500 * ms, 500 * ms)
+    fresh.on_joint_states(command.joints, 500 * ms, 500 * ms)
+    np.testing.assert_allclose(
+        core.on_action(action, 500 * ms, 501 * ms).joints, fresh.on_action(action, 500 * ms, 501 * ms).joints
+    )
+
+
+def test_the_policy_acts_on_640x480_camera_frames(small_checkpoint: Path) -> None:
+    from policies.checkpoint import load_policy
+    from policies.images import fit_image
+    from robot_nodes.messages import MessageError
+    from robot_nodes.policy_core import PolicyCore, PolicyNodeConfig, draw_seed
+
+    settings = {"checkpoint": str(small_checkpoint)}
+    core = PolicyCore(load_config(PolicyNodeConfig, settings))
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # a RealSense colour frame
+    joints = rng.standard_normal(6, "f4")
+    core.on_episode_start(0, 1, 100 * MS)
+    assert core.ready(100 * MS, 100 * MS) is None
+    action = core.act(100 * MS, {"wrist": core.fit("wrist", frame), "joints": core.fit("joints", joints)})
+    reference = load_policy(small_checkpoint)
+    reference.reset()
+    reference.generator.manual_seed(draw_seed(0, 1))
+    expected = reference.act({"wrist": fit_image(frame, (16, 16)), "joints": joints})
+    np.testing.assert_array_equal(action, expected)
+    exact = PolicyCore(load_config(PolicyNodeConfig, {**settings, "image_fit": "exact"}))
+    with pytest.raises(MessageError, match=r"wrist has shape \(480, 640, 3\), the policy needs \(16, 16"):
+        exact.fit("wrist", frame)
+    with pytest.raises(MessageError, match="joints has shape"):
+        core.fit("joints", np.zeros(7, np.float32))

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def launch_sim_graph(tmp_path, checkpoint, env_config, seeds, output="twist", lo
         tmp_path / f"graph-{output}.yaml",
         {
             "sim_robot": {"task": TASK, "env": env, "lockstep": lockstep, "command_input": command_input,
-                          "seeds": seeds, "max_episodes": len(seeds), **extra.get("sim_robot", {})},
+                          "seeds": seeds, "max_episodes": len(seeds), "autostart": not lockstep,
+                          **extra.get("sim_robot", {})},
             "policy": {"task": TASK, "sampling": "component", "seed": 0, "reliable_sensors": lockstep,
                        "max_frame_age": 0.5, **extra.get("policy", {})},
             "robot_interface": {"output": output, "control_hz": env_config.control_hz,
@@ -84,41 +86,75 @@ def launch_sim_graph(tmp_path, checkpoint, env_config, seeds, output="twist", lo
     return process, tmp_path / f"launch-{output}.log"
 
 
-def graph_episodes(ros, count: int, timeout: float):
-    """Episode events and actions from the running graph, grouped per episode by stamp."""
-    from std_msgs.msg import Float32MultiArray, String
+class GraphProbe:
+    """Episode events and actions of a graph, subscribed before the graph starts so none is missed."""
 
-    from robot_nodes.qos import command_qos, latched_qos
+    def __init__(self, ros, name: str = "parity_probe") -> None:
+        from std_msgs.msg import Float32MultiArray, String
 
-    node = ros.create_node("parity_probe")
-    events, actions = [], []
-    node.create_subscription(
-        String, "episode_events", lambda m: events.append(EpisodeEvent.from_msg(m)), latched_qos(10)
-    )
-    node.create_subscription(
-        Float32MultiArray, "action", lambda m: actions.append(vectors_from_msg(m)), command_qos(100)
-    )
-    try:
-        finished = spin_until(node, lambda: sum(e.kind == "end" for e in events) >= count, timeout)
-    finally:
-        node.destroy_node()
-    assert finished, f"the graph finished {sum(e.kind == 'end' for e in events)} of {count} episodes"
-    starts = {e.episode: e for e in events if e.kind == "start"}
-    episodes = []
-    for end in (e for e in events if e.kind == "end"):
-        start = starts[end.episode]
-        taken = [a["action"] for stamp, a in actions if start.stamp_ns <= stamp < end.stamp_ns]
-        episodes.append((end, np.array(taken)))
-    return episodes
+        from robot_nodes.qos import command_qos, latched_qos
+
+        self.node = ros.create_node(name)
+        self.events: list[EpisodeEvent] = []
+        self.actions: list[tuple[int, dict]] = []
+        self.node.create_subscription(String, "episode_events", self.on_event, latched_qos(10))
+        self.action_reader = self.node.create_subscription(
+            Float32MultiArray, "action", lambda m: self.actions.append(vectors_from_msg(m)), command_qos(100)
+        )
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the first episode of a graph launched with autostart off, once this probe's reader is
+        matched to the policy's writer (an action sent before that would be lost to it) and the
+        lockstep graph is connected (the reset service says so)."""
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, "sim_robot/reset")
+        heard = lambda: self.action_reader.get_publisher_count() > 0 and client.service_is_ready()  # noqa: E731
+        assert spin_until(self.node, heard, timeout), "the graph's policy and sim robot never came up"
+        deadline, answers = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            future = client.call_async(Trigger.Request())
+            assert spin_until(self.node, future.done, 10)
+            answers.append(future.result().message)
+            if future.result().success:
+                return
+            spin_until(self.node, lambda: False, 0.2)
+        raise AssertionError(f"the sim robot never started: {answers[-1:]}")
+
+    def on_event(self, msg) -> None:
+        event = EpisodeEvent.from_msg(msg)
+        if event not in self.events:  # a transient-local history may repeat what also came live
+            self.events.append(event)
+
+    def episodes(self, count: int, timeout: float) -> list[tuple[EpisodeEvent, np.ndarray]]:
+        """The first `count` episodes' end events and actions, grouped per episode by stamp."""
+        ended = lambda: sum(e.kind == "end" for e in self.events)  # noqa: E731
+        assert spin_until(self.node, lambda: ended() >= count, timeout), (
+            f"the graph finished {ended()} of {count} episodes; {len(self.actions)} actions, the last "
+            f"stamped {self.actions[-1][0] if self.actions else None}; events {self.events[-2:]}"
+        )
+        starts = {e.episode: e for e in self.events if e.kind == "start"}
+        episodes = []
+        for end in [e for e in self.events if e.kind == "end"][:count]:
+            start = starts[end.episode]
+            taken = [a["action"] for stamp, a in self.actions if start.stamp_ns <= stamp < end.stamp_ns]
+            episodes.append((end, np.array(taken)))
+        return episodes
+
+    def close(self) -> None:
+        self.node.destroy_node()
 
 
 def test_parity_on_the_twist_path(trained, ros, tmp_path) -> None:
     checkpoint, cfg = trained
     expected = in_process(checkpoint, cfg.env, SEEDS)
+    probe = GraphProbe(ros)
     process, log = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS)
     try:
-        episodes = graph_episodes(ros, len(SEEDS), timeout=90)
+        probe.start()
+        episodes = probe.episodes(len(SEEDS), timeout=180)
     finally:
+        probe.close()
         stop(process)
     assert [end.seed for end, _ in episodes] == SEEDS
     for (end, actions), (reference, success) in zip(episodes, expected, strict=True):
@@ -130,10 +166,13 @@ def test_parity_on_the_twist_path(trained, ros, tmp_path) -> None:
 def test_joint_target_path_through_pinocchio(trained, ros, tmp_path) -> None:
     checkpoint, cfg = trained
     expected = in_process(checkpoint, cfg.env, SEEDS)
+    probe = GraphProbe(ros)
     process, _ = launch_sim_graph(tmp_path, checkpoint, cfg.env, SEEDS, output="joint_trajectory")
     try:
-        episodes = graph_episodes(ros, len(SEEDS), timeout=90)
+        probe.start()
+        episodes = probe.episodes(len(SEEDS), timeout=180)
     finally:
+        probe.close()
         stop(process)
     assert [end.seed for end, _ in episodes] == SEEDS
     successes = sum(end.success for end, _ in episodes)
@@ -149,8 +188,8 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
     """Wall clock at 50 Hz; a policy that moves the arm sideways at 10 cm/s is killed; the robot
     interface's watchdog (200 ms) must hold the arm, seen on the sim's joint velocities."""
     import torch
-    from geometry_msgs.msg import TwistStamped
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float32MultiArray
 
     from policies.checkpoint import load_learner, save_checkpoint
     from robot_nodes.qos import command_qos, sensor_qos
@@ -167,22 +206,21 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
         means[:, 1] = -5.0  # log std
     mover = save_checkpoint(learner, tmp_path / "mover", TASK, version=1)
     env_config = dataclasses.replace(cfg.env, control_hz=50.0, max_episode_steps=100_000)
+    timeout = 0.2
     process, log = launch_sim_graph(
         tmp_path, mover, env_config, [0], lockstep=False,
-        extra={"policy": {"max_frame_age": 0.2}, "robot_interface": {"watchdog_timeout": 0.2}},
+        extra={"policy": {"max_frame_age": 0.2}, "robot_interface": {"watchdog_timeout": timeout}},
     )  # fmt: skip
     node = ros.create_node("kill_probe")
-    samples, holds = [], []
+    samples, action_stamps = [], []
 
     def on_joints(msg: JointState) -> None:
         samples.append((from_time(msg.header.stamp), np.abs(joint_state_arrays(msg, ARM_JOINTS)[1]).max()))
 
     node.create_subscription(JointState, "joint_states", on_joints, sensor_qos())
     node.create_subscription(
-        TwistStamped, "servo_node/delta_twist_cmds",
-        lambda m: holds.append(node.get_clock().now().nanoseconds) if m.twist.linear.y == 0.0 else None,
-        command_qos(100),
-    )  # fmt: skip
+        Float32MultiArray, "action", lambda m: action_stamps.append(vectors_from_msg(m)[0]), command_qos(100)
+    )
     try:
         moving = spin_until(node, lambda: len(samples) > 20 and all(v > 0.1 for _, v in samples[-10:]), 60)
         assert moving, f"the arm never moved steadily: {samples[-10:]}\n{log.read_text()[-3000:]}"
@@ -193,19 +231,21 @@ def test_kill_9_of_the_policy_holds_the_arm(trained, ros, tmp_path) -> None:
     finally:
         node.destroy_node()
         stop(process)
+    last_action = max(action_stamps)  # of the last observation the dead policy acted on
     before = np.median([speed for stamp, speed in samples if stamp <= killed][-10:])
     after = [(stamp, speed) for stamp, speed in samples if stamp > killed]
-    braking = next(stamp for stamp, speed in after if speed < 0.5 * before)
+    # A joint velocity is the mean over the sim's 20 ms step that ends at its stamp: the first step
+    # the hold acts in is the first one slower than the steady move (the position servos then brake
+    # by about a third per step, so "half speed" would come two steps later: the arm's dynamics).
+    held = next(stamp for stamp, speed in after if speed < 0.9 * before)
     still = next(after[i][0] for i in range(len(after)) if all(v < 0.01 for _, v in after[i:]))
-    hold_s = (min(h for h in holds if h > killed) - killed) / 1e9
-    brake_s, still_s = (braking - killed) / 1e9, (still - killed) / 1e9
+    held_s, still_s = (held - last_action) / 1e9, (still - held) / 1e9
     print(
-        f"kill -9 -> hold {hold_s * 1e3:.0f} ms, braking {brake_s * 1e3:.0f} ms, still {still_s * 1e3:.0f} ms"
+        f"kill -9 {(killed - last_action) / 1e6:.0f} ms after the last action's observation; hold acting "
+        f"{held_s * 1e3:.0f} ms after it, the arm still {still_s * 1e3:.0f} ms later"
     )
-    # The watchdog counts 200 ms from the last action's camera stamp (<= 20 ms before the kill at
-    # 50 Hz) and looks every 10 ms; the sim applies the hold at its next 20 ms step, where the
-    # joints (position servos) start braking: their velocity halves within that step. How long
-    # they then take to come to rest is the arm's own dynamics, not the interface's.
-    assert hold_s <= 0.2 + 0.04
-    assert brake_s <= 0.2 + 0.04 + 0.02
-    assert still_s <= brake_s + 0.3
+    # The watchdog counts `timeout` from the last action's observation stamp and looks every 10 ms;
+    # the sim applies the hold at its next 20 ms tick; 40 ms for the timers of three processes on a
+    # loaded two-core machine (measured 240-260 ms here at load average 5).
+    assert held_s <= timeout + 0.01 + 0.02 + 0.04
+    assert still_s <= 0.3  # then the arm's own braking, not the interface

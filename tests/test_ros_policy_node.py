@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -112,9 +113,12 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         runner.generator.manual_seed(draw_seed(0, episode_seed))
         return [runner.act(obs["onboard"]) for _ in range(steps)]
 
-    def episode(index: int, seed: int, steps: int) -> list[np.ndarray]:
+    def episode(index: int, seed: int, steps: int, horizon_ns: int = 0) -> list[np.ndarray]:
+        """Frames 1 us apart; the episode owns stamps up to its last frame (or `horizon_ns` on), so
+        the policy places each frame by its stamp, whether the start event comes first or not."""
         stamp = now()
-        events.publish(EpisodeEvent("start", index, seed, stamp, TASK).to_msg())
+        until = stamp + max((steps - 1) * 1000, horizon_ns)
+        events.publish(EpisodeEvent("start", index, seed, stamp, TASK, until_ns=until).to_msg())
         first = len(actions)
         for step in range(steps):
             frames(stamp + step * 1000)
@@ -150,7 +154,9 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         learner.actor.load_state_dict(good)
         publish_weights(weights, learner.actor, 4, TASK, card.spec)
         assert spin_until(node, lambda: "weights version 4 accepted" in log.read_text(), 10)
-        np.testing.assert_allclose(episode(2, 13, 2), reference(good, 13, 2), atol=1e-5)
+        # (this episode owns the next 100 s of stamps: the frames below are its)
+        acted = episode(2, 13, 2, horizon_ns=100 * 10**9)
+        np.testing.assert_allclose(acted, reference(good, 13, 2), atol=1e-5)
 
         # out-of-order and stale frames and a wrong encoding are not acted on
         count = len(actions)
@@ -168,6 +174,15 @@ def test_weights_checks_stale_frames_and_encodings(trained, ros, tmp_path) -> No
         assert spin_until(node, lambda: "publish one of ['rgb8', 'bgr8']" in log.read_text(), 10)
         spin_until(node, lambda: False, 0.3)
         assert len(actions) == count + 1
+
+        # a RealSense-sized bgr8 frame (900 KB: reliable QoS) is cropped and resized, and acted on
+        camera = cv2.resize(obs["onboard"]["wrist"], (480, 480), interpolation=cv2.INTER_NEAREST)
+        camera = np.ascontiguousarray(np.pad(camera, ((0, 0), (80, 80), (0, 0)))[..., ::-1])
+        stamp = now()
+        image_pub.publish(image_to_msg(camera, stamp, "wrist", encoding="bgr8"))
+        joints_pub.publish(joint_state_to_msg([*ARM_JOINTS, *FINGER_JOINTS], positions, stamp))
+        assert spin_until(node, lambda: len(actions) == count + 2, 10), log.read_text()[-1000:]
+        assert actions[-1][0] == stamp
     finally:
         node.destroy_node()
         stop(process)

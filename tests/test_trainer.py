@@ -245,3 +245,28 @@ def test_versions_rise_with_the_weights_and_reach_the_policy_node_checks(tmp_pat
     assert resumed.current_version() == 2
     list(resumed.train(1))
     assert resumed.current_version() == 3  # a restarted learner keeps counting up
+
+
+def test_the_policy_is_the_actors_moving_average_and_resumes_with_it(tmp_path, episodes) -> None:
+    config = dataclasses.replace(small_config(), policy_ema=0.9)
+    learner = Learner(ObsSpec.from_episode(episodes[0]), config)
+    replay = SequenceReplay(5, 3)
+    replay.extend(episodes)
+    rng = np.random.default_rng(0)
+    expected = [p.clone() for p in learner.policy.parameters()]
+    for _ in range(3):
+        learner.update(replay.sample(4, rng))
+        expected = [0.9 * e + 0.1 * a for e, a in zip(expected, learner.actor.parameters(), strict=True)]
+    pairs = list(zip(learner.policy.parameters(), learner.actor.parameters(), strict=True))
+    for (average, _), wanted in zip(pairs, expected, strict=True):
+        torch.testing.assert_close(average, wanted, rtol=0, atol=1e-6)
+    assert any(not torch.equal(average, live) for average, live in pairs)
+    save_checkpoint(learner, tmp_path / "c", "unit", 1)
+    resumed, _ = load_learner(tmp_path / "c")
+    batch = replay.sample(4, rng)
+    for each in (learner, resumed):
+        torch.manual_seed(3)
+        each.update(batch)
+    for ours, theirs in ((learner.policy, resumed.policy), (learner.actor, resumed.actor)):
+        for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+            assert torch.equal(a, b)

@@ -1,0 +1,128 @@
+"""The train_online graph on the sim robot in lockstep (tier c, started by aps-launch): the recorder sends
+each episode to the learner, the learner trains on it and publishes newer weights, and the policy node
+acts with them from a later episode on; a NaN weight packet sent into the loop is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+
+from policies.checkpoint import load_learner
+from policies.episodes import EpisodeDataset
+from policies.weights import pack_actor_weights
+from robot_nodes.messages import EpisodeEvent, vectors_from_msg
+from tests.ros_graph_helpers import VENV_BIN, spin_until, stop, train_tiny_policy, write_params
+from tests.test_learner_node import sha256
+
+TASK = "search-pick"
+STEPS = 20
+NAN_VERSION = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def ros():
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.shutdown()
+
+
+def test_the_online_loop_raises_the_policy_version_between_episodes(ros, tmp_path) -> None:
+    from std_msgs.msg import Float32MultiArray, String, UInt8MultiArray
+
+    from robot_nodes.qos import command_qos, latched_qos
+    from robot_nodes.weights_topic import WEIGHTS_TOPIC
+
+    checkpoint, _ = train_tiny_policy(tmp_path / "pretrain", TASK, STEPS)
+    demos = checkpoint.parent.parent / "demos" / "seed0"
+    env = {"image_size": 32, "max_episode_steps": STEPS}
+    params = write_params(
+        tmp_path / "train_online.yaml",
+        {
+            "sim_robot": {"task": TASK, "env": env, "lockstep": True, "seeds": [2_000_000],
+                          "max_episodes": 40},
+            "policy": {"task": TASK, "sampling": "full", "reliable_sensors": True},
+            "robot_interface": {"output": "twist", "control_hz": 10.0},
+            "recorder": {"dataset": str(tmp_path / "online"), "task": TASK, "source": "policy",
+                         "onboard_streams": ["wrist/color/image_raw", "joint_states"],
+                         "privileged_streams": ["privileged_state"], "reward": "label",
+                         "min_free_space_mb": 1.0},
+            "learner": {"task": TASK, "out_dir": str(tmp_path / "learner"), "threads": 1,
+                        "trainer": {"updates_per_step": 0.5}},
+        },
+    )  # fmt: skip
+    node = ros.create_node("online_probe")
+    ends: list[EpisodeEvent] = []
+    versions: dict[int, int] = {}  # action stamp -> policy version
+    node.create_subscription(
+        String, "episode_events",
+        lambda m: ends.append(e) if (e := EpisodeEvent.from_msg(m)).kind == "end" else None, latched_qos(10),
+    )  # fmt: skip
+
+    def on_action(msg: Float32MultiArray) -> None:
+        stamp, vectors = vectors_from_msg(msg)
+        versions[stamp] = int(vectors["policy_version"][0])
+
+    node.create_subscription(Float32MultiArray, "action", on_action, command_qos(100))
+    log_path = tmp_path / "launch.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "aps-launch"), "train_online", f"checkpoint:={checkpoint}", f"demos:={demos}",
+             f"params_file:={params}"],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        )  # fmt: skip
+    try:
+        # until an episode has been acted by weights two learner updates newer than the checkpoint's
+        start_version = load_learner(checkpoint, TASK)[1].version
+        assert spin_until(node, lambda: max(versions.values(), default=0) >= start_version + 2, 150), (
+            log_path.read_text()[-4000:]
+        )
+        # a NaN packet, newer than anything, goes in: the policy refuses it and keeps acting
+        learner, _ = load_learner(checkpoint, TASK)
+        with torch.no_grad():
+            next(iter(learner.actor.parameters())).view(-1)[0] = float("nan")
+        bad = node.create_publisher(UInt8MultiArray, WEIGHTS_TOPIC, latched_qos())
+        seen = len(ends)
+        bad.publish(UInt8MultiArray(data=pack_actor_weights(learner.actor, NAN_VERSION, TASK, learner.spec)))
+        assert spin_until(node, lambda: len(ends) >= seen + 3, 60), log_path.read_text()[-4000:]
+    finally:
+        stop(process)
+        node.destroy_node()
+    text = log_path.read_text()
+    assert "non-finite values (NaN or inf)" in text and NAN_VERSION not in versions.values()
+
+    # versions only rise, and they rise between episodes (an episode counts with the version that acted
+    # last in it; the policy swaps weights only at an episode's start, so it is the only one)
+    in_time = [versions[stamp] for stamp in sorted(versions)]
+    assert in_time == sorted(in_time)
+    per_episode, mixed = [], []
+    for end in ends:
+        start = end.stamp_ns - end.steps * 100_000_000  # lockstep sim time: 100 ms a step
+        acted = [v for stamp, v in sorted(versions.items()) if start <= stamp < end.stamp_ns]
+        if acted:
+            per_episode.append(acted[-1])
+            if len(set(acted)) > 1:
+                mixed.append((end.episode, acted))
+    assert per_episode[0] == start_version and per_episode[-1] >= start_version + 2
+
+    # the recorder's episodes reached the learner byte for byte, with the version that acted in each
+    recorded = EpisodeDataset(tmp_path / "online").files()
+    copies = {sha256(p) for p in EpisodeDataset(tmp_path / "learner" / "episodes").paths()}
+    assert len(recorded) >= 3 and len(copies) >= 2
+    assert copies <= {sha256(f.path) for f in recorded}
+    for file in recorded[:-1]:  # the last may be cut by the shutdown (recorder_core.close keeps it)
+        assert len(file) == STEPS or file.attrs["success"] or "interrupted" in file.attrs
+        assert file.attrs["policy_version"] in per_episode and file.attrs["source"] == "policy"
+    assert (tmp_path / "learner" / "checkpoint" / "policy.safetensors").is_file()
+    trained = json.loads((tmp_path / "learner" / "checkpoint" / "checkpoint.json").read_text())
+    assert trained["version"] > start_version
+    if mixed:  # everything else holds: flag the known defect without hiding the rest
+        pytest.xfail(
+            f"the policy node acted with the previous episode's weights at the start of episodes {mixed}: "
+            "frames of a new episode can arrive before its start event (episode-boundary race, ros-fix)"
+        )
