@@ -39,7 +39,14 @@ from apsconfig import ConfigError, config_help, load_config, parse_yaml
 from policies.metrics import exact_power, trials_needed
 from robot_nodes.eval_display import render
 from robot_nodes.eval_plan import Plan, PlanError, PolicyEntry, describe_policies, make_plan, read_plan
-from robot_nodes.eval_records import SessionFolder, append_record, finished_trials, open_session, read_records
+from robot_nodes.eval_records import (
+    SessionFolder,
+    append_record,
+    finished_trials,
+    open_session,
+    read_records,
+    start_session,
+)
 from robot_nodes.eval_report import write_report
 from robot_nodes.eval_session import EvalError, EvalSession, LabelMode, SessionRules, TrialStats
 from robot_nodes.graphs import GRAPHS, GraphError, NodeLaunch, parameter_overrides, resolve
@@ -78,7 +85,7 @@ class EvalRecordConfig:
 class EvalConfig:
     policies: list[str] = field(default_factory=list)  # checkpoint folders (name=folder names one)
     out: str = ""  # the session folder: a new (or empty) one, or a session to resume
-    trials_per_policy: int = 10
+    trials_per_policy: int = 10  # trials of each policy: the session runs this many blocks
     seed: int = 0  # the plan's: trial order, blind labels and the sim's initial conditions
     blind: bool = False  # the operator sees only A, B, ...; names and running scores stay hidden
     robot: Literal["sim", "real"] = "sim"  # sim: the MuJoCo sim robot; real: the robot graph on hardware
@@ -88,10 +95,13 @@ class EvalConfig:
     # the task has a privileged check, else operator
     labels: Literal["", "sensors", "confirm", "operator"] = ""
     trial_time_s: float = 60.0  # a trial ends (a timeout) after this long in the robot's time; 0: never
-    reset_time_s: float = -1.0  # between trials: start after this long (0: at once); -1: wait for a key
+    # between trials: start the next after this long (0: at once), or < 0: when the operator presses a key;
+    # null: at once in the sim, on a key on a real robot
+    reset_time_s: float | None = None
     conditions: list[str] = field(default_factory=list)  # a robot's initial conditions, used equally often
     sight_key: str = ""  # privileged key[:index] that is 1 while the object is in view; empty: the task's
     video: bool = True  # a video of each trial (the cameras side by side)
+    video_height: int = 240  # pixels: every camera scaled to it (nearest pixel), so small sim images show
     resume: bool = False  # continue the session in `out` (same settings), where it stopped
     launch: bool = True  # start the eval graph here (false: it runs already, from aps-launch or ros2 launch)
     params_file: str = ""  # the eval graph's parameter YAML (empty: the package's)
@@ -203,6 +213,7 @@ class GraphRunner:
         from robot_nodes.launch_cli import GraphProcesses, command
 
         self.log_path = log
+        log.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log, "a")  # noqa: SIM115 (closed in stop)
         self.processes = GraphProcesses([(launch.name, command(launch)) for launch in launches], self.log)
 
@@ -247,7 +258,9 @@ def prepare(config: EvalConfig) -> tuple[Plan, SessionFolder, list, SessionRules
         sim=config.robot == "sim", session=folder.root.name, settings=settings,
     )  # fmt: skip
     plan, records = open_session(folder, plan, config.resume)
-    reset = config.reset_time_s if config.robot == "real" or config.reset_time_s >= 0 else 0.0
+    reset = (
+        config.reset_time_s if config.reset_time_s is not None else (0.0 if config.robot == "sim" else -1.0)
+    )
     return plan, folder, records, SessionRules(labels, config.trial_time_s, reset), gripper
 
 
@@ -258,7 +271,7 @@ def run(config: EvalConfig, console: Console | None = None) -> EvalSession | Non
 
     console = console or Console()
     plan, folder, records, rules, gripper = prepare(config)
-    interactive = os.isatty(sys.stdin.fileno())
+    interactive = stdin_is_terminal()
     if not interactive and (rules.labels != "sensors" or rules.reset_time_s < 0):
         raise EvalError(
             "an operator labels or starts the trials from this terminal: run aps-eval in one (or "
@@ -282,9 +295,11 @@ def run(config: EvalConfig, console: Console | None = None) -> EvalSession | Non
         backend = RosEvalBackend(
             recorder, plan, folder, mux=config.mux,
             reset_service=config.reset_service if config.robot == "sim" else "",
-            sight_key=sight_frame("" if sight == "none" else sight), gripper=gripper, video=config.video,
+            sight_key=sight_frame("" if sight == "none" else sight), gripper=gripper,
+            video_height=config.video_height if config.video else 0,
             startup_timeout=config.startup_timeout, graph_alive=graph.alive if graph else lambda: "",
         )  # fmt: skip
+        start_session(folder, plan)
         keys = TerminalKeys(sys.stdin.fileno()) if interactive else None
         title = f"aps-eval  {task}  {config.robot}  -> {folder.root}"
         with keys or nullcontext(), Live(console=console, auto_refresh=False, transient=False) as live:
@@ -313,11 +328,12 @@ def run(config: EvalConfig, console: Console | None = None) -> EvalSession | Non
     finally:
         if backend is not None:
             backend.close()
+        if folder.plan.is_file():  # the graph idles meanwhile: nothing is selected
+            report = write_report(folder, plan)
+            console.print(session.message if session else "no trial ran")
+            console.print(f"report: {folder.report_html} ({len(report.done)} of {len(plan.trials)} trials)")
         if graph is not None:
             graph.stop()
-        report = write_report(folder, plan)
-    console.print(session.message if session else "no trial ran")
-    console.print(f"report: {folder.report_html} ({len(report.done)} of {len(plan.trials)} trials)")
     return session
 
 
@@ -373,10 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         config = load_config(EvalConfig, args.config, args.overrides)
         run(config)
-    except (ConfigError, ValueError, PlanError, EvalError, GraphError, RecorderError, OSError) as err:
+    except EvalError as err:  # the robot's side: before the first trial, or mid-session
         print(f"aps-eval: {err}{progress_note(argv)}", file=sys.stderr)
         return 2
+    except (ConfigError, ValueError, PlanError, GraphError, RecorderError, OSError) as err:
+        print(f"aps-eval: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's captured stdin)
+        return False
 
 
 def progress_note(argv: list[str]) -> str:

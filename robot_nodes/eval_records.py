@@ -132,13 +132,14 @@ def finished_trials(records: list[TrialRecord]) -> set[int]:
 
 
 def open_session(folder: SessionFolder, plan: Plan, resume: bool) -> tuple[Plan, list[TrialRecord]]:
-    """The plan to run and the trials logged so far. A new session writes `plan`; `resume` continues
-    the session in the folder, which must be the same one (policies, seed, trials, settings). Anything
-    else in the folder is a PlanError, before any trial."""
+    """The plan to run and the trials logged so far, checked before anything is written: a new session
+    needs a new (or empty) folder, `resume` the same session in it (policies, seed, trials, settings),
+    which it tidies (a torn log line, what a crash left half-done). Anything else is a PlanError.
+    A new session's plan is written by `start_session`, once the robot is ready."""
     root = folder.root
     if folder.plan.is_file():
         planned = read_plan(folder.plan)
-        records = read_records(folder, repair=resume)
+        records = read_records(folder)
         done = len(finished_trials(records))
         if not resume:
             raise PlanError(
@@ -151,16 +152,27 @@ def open_session(folder: SessionFolder, plan: Plan, resume: bool) -> tuple[Plan,
                 f"{root} holds another session, so it cannot be resumed with these settings: "
                 + "; ".join(differences)
             )
+        records = read_records(folder, repair=True)
         set_aside_unclaimed(folder, records)
         return planned, records
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(not _left_by_a_start(path) for path in root.iterdir()):
         raise PlanError(f"{root} holds files but no aps-eval session: choose a new or empty out folder")
     if resume:
         raise PlanError(f"{root} holds no session to resume: leave out resume=true to start one")
-    for path in (folder.episodes, folder.videos):
-        path.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder.plan, plan.to_json())
     return plan, []
+
+
+def _left_by_a_start(path: Path) -> bool:
+    """What a session that failed before its first trial leaves: empty folders, the graph's log."""
+    return path.name == "graph.log" or (path.is_dir() and not any(path.iterdir()))
+
+
+def start_session(folder: SessionFolder, plan: Plan) -> None:
+    """A new session's plan, on disk before its first trial."""
+    if not folder.plan.is_file():
+        for path in (folder.episodes, folder.videos):
+            path.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder.plan, plan.to_json())
 
 
 def set_aside_unclaimed(folder: SessionFolder, records: list[TrialRecord]) -> list[Path]:

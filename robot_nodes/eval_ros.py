@@ -43,7 +43,7 @@ from robot_nodes.eval_records import SessionFolder
 from robot_nodes.eval_session import Ending, EvalError, SavedTrial, TrialFacts, TrialStats
 from robot_nodes.messages import EpisodeEvent, MessageError
 from robot_nodes.qos import command_qos, latched_qos
-from robot_nodes.recorder_core import RecorderCore, RecorderError
+from robot_nodes.recorder_core import EpisodeRecord, RecorderCore, RecorderError
 from robot_nodes.recorder_node import subscribe_streams
 from robot_nodes.recorder_streams import RecorderNodeConfig, StreamDecoder
 
@@ -68,17 +68,13 @@ class RosEvalBackend:
         reset_service: str,
         sight_key: tuple[str, int] | None,
         gripper: bool,
-        video: bool,
+        video_height: int,
         startup_timeout: float,
         graph_alive: Callable[[], str],
     ) -> None:
         self.recorder_config, self.plan, self.folder = recorder, plan, folder
-        self.reset_service, self.sight_key, self.gripper, self.video = (
-            reset_service,
-            sight_key,
-            gripper,
-            video,
-        )
+        self.reset_service, self.sight_key, self.gripper = reset_service, sight_key, gripper
+        self.video_height = video_height  # 0: no video
         self.startup_timeout, self.graph_alive = startup_timeout, graph_alive
         self.core = RecorderCore(recorder)  # storage is checked before anything moves
         self.lock = threading.Lock()
@@ -92,7 +88,9 @@ class RosEvalBackend:
         self.estop_engaged = False
         self.own_estop = False  # engaged by this session (so it may release it)
         self.feeding = True  # frames go to the core (not while a finished trial waits for its label)
-        self.trial: PlannedTrial | None = None
+        self.trial: PlannedTrial | None = None  # the trial whose episode is being recorded
+        self.tracking = False  # messages count towards the trial's facts (from begin to stop_acting)
+        self.tracking_from = 0  # ... when stamped at or after this
         self.start_ns = 0
         self.sim_episode: int | None = None
         self.acted = -1  # stamp of the newest action forwarded in this trial
@@ -103,6 +101,7 @@ class RosEvalBackend:
         self.grasped = False
         self.end_stamp = 0
         self.ending: Ending | None = None
+        self.closed: EpisodeRecord | None = None  # the recorder closed the trial's episode itself
         self.wall_started = 0.0
         rclpy.init()
         self.node = rclpy.create_node("aps_eval")
@@ -184,7 +183,7 @@ class RosEvalBackend:
         with self.lock:
             stamp = decoded.stamp_ns
             self.newest[topic] = max(self.newest.get(topic, 0), stamp)
-            in_trial = self.trial is not None and self.ending is None and stamp >= self.start_ns
+            in_trial = self.tracking and stamp >= self.tracking_from
             if topic == self.step_stream and in_trial:
                 self.acted, self.steps = max(self.acted, stamp), self.steps + 1
                 self.grasped |= self.gripper and float(decoded.arrays["action"][-1]) > 0.0
@@ -238,7 +237,9 @@ class RosEvalBackend:
                 self.core.poll(self.now_ns())
                 outcome = self.core.last_outcome()
                 if not self.core.recording:
-                    self.ending = Ending("device_lost")
+                    records = self.core.drain_records()
+                    self.closed = records[-1] if records else None
+                    self.ending = Ending("device_lost", why=self.closed.reason if self.closed else "")
                 elif outcome is not None and outcome.success and self.recorder_config.reward != "label":
                     self.ending = Ending("task", True)
 
@@ -247,25 +248,31 @@ class RosEvalBackend:
         if self.own_estop:
             self.estop_out.publish(Bool(data=False))
             self._wait_for(lambda: True if not self.estop_engaged else None, "the e-stop's release")
-        self._select(f"{policy.node}/action", f"policy {policy.label}")
         with self.lock:
-            self.trial, self.ending, self.sim_episode = trial, None, None
+            # what comes from now on is this trial's: the sim's new episode is stamped after everything
+            # before it (its time only moves on); a robot's episode starts now
+            newest = max(self.newest.values(), default=0) + 1
+            self.tracking_from = newest if self.reset_service else self.now_ns()
+            self.ending, self.sim_episode, self.closed = None, None, None
             self.acted, self.steps, self.version, self.seen_ns, self.sight_values, self.grasped = (
                 -1, 0, None, None, False, False,
             )  # fmt: skip
+            self.tracking = True
+        self._select(f"{policy.node}/action", f"policy {policy.label}")
         seed, stamp = trial.seed, None
         if self.reset_service:
             episode = self._reset(trial.seed)
             start = self._wait_for(lambda: self.events.get(("start", episode)), "the sim's start event")
             stamp = start.stamp_ns
         with self.lock:
-            self.start_ns = stamp if stamp is not None else self.now_ns()
+            self.start_ns = stamp if stamp is not None else self.tracking_from
             self.sim_episode = episode if self.reset_service else None
             attrs = {"trial": trial.index, "label": trial.label, "policy": policy.name,
                      "checkpoint_sha256": policy.digest, "condition": trial.condition}  # fmt: skip
             self.core.start(self.start_ns, seed, attrs=attrs)
             self._publish_events()
             self.wall_started = time.monotonic()
+            self.trial = trial  # on_tick watches its end from now on
 
     def _reset(self, seed: int) -> int:
         future = self.robot_parameters.set_parameters([Parameter("next_seed", value=seed)])
@@ -330,7 +337,7 @@ class RosEvalBackend:
         while time.monotonic() < deadline and min(self.newest.get(t, 0) for t in self.observed) < end:
             time.sleep(0.005)
         with self.lock:
-            self.feeding = False
+            self.feeding, self.tracking = False, False
             outcome = self.core.last_outcome()
             success = ending.success
             if success is None and outcome is not None and self.recorder_config.reward != "label":
@@ -341,7 +348,7 @@ class RosEvalBackend:
     def save(self, trial: PlannedTrial, success: bool) -> SavedTrial:
         with self.lock:
             if not self.core.recording:  # closed already: a stream fell silent
-                record = self.core.drain_records()[-1]
+                record = self.closed
             else:
                 self.core.end(self.end_stamp, success=success)
                 record = self.core.drain_records()[-1]
@@ -351,13 +358,13 @@ class RosEvalBackend:
             version = self.version
         policy = self.plan.policy(trial.label)
         version = version if version is not None else policy.version
-        if record.path is None:  # nothing was recorded (ended before its first step): the log says so
+        if record is None or record.path is None:  # nothing recorded (no step yet): the log says so
             return SavedTrial("", "", 0.0, 0, None, version)
         episode = EpisodeFile(record.path)
         video = ""
-        if self.video:
+        if self.video_height:
             video_path = self.folder.video_path(trial)
-            write_episode_video(episode.load(), video_path)
+            write_episode_video(episode.load(), video_path, height=self.video_height)
             video = self.folder.relative(video_path)
         duration = float(episode.window(len(episode), len(episode)).timestamp[0])
         return SavedTrial(
@@ -371,7 +378,7 @@ class RosEvalBackend:
                 self.core.discard()
                 self.core.drain_records()
             self._publish_events()
-            self.feeding, self.trial, self.ending = True, None, None
+            self.feeding, self.trial, self.ending, self.tracking = True, None, None, False
 
     def _publish_events(self) -> None:
         for event in self.core.drain_events():

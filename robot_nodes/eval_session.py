@@ -26,14 +26,17 @@ from typing import Literal, Protocol
 
 from robot_nodes.eval_plan import Plan, PlannedTrial, PolicyEntry
 from robot_nodes.eval_records import FAILURE_TAGS, EndReason, FailureTag, LabelSource, TrialRecord
+from robot_nodes.record_session import END_KEYS, STOP_KEYS
+from robot_nodes.record_session import FAILURE_KEYS as MARK_FAILURE
+from robot_nodes.record_session import SUCCESS_KEYS as MARK_SUCCESS
 
 Phase = Literal["reset", "running", "marking", "tagging", "done"]
 LabelMode = Literal["sensors", "confirm", "operator"]
 
-SUCCESS_KEYS = ("right", "s", "up")
-FAILURE_KEYS = ("left", "f", "down")
-START_KEYS = ("right", "enter", "n")
-STOP_KEYS = ("esc", "x", "ctrl-c")
+# aps-record's keys (robot_nodes/record_session.py), with the arrows for success and failure
+SUCCESS_KEYS = ("right", *MARK_SUCCESS)
+FAILURE_KEYS = ("left", *MARK_FAILURE)
+START_KEYS = (*END_KEYS, "enter")
 ESTOP_KEYS = ("space",)
 INTERVENTION_KEYS = ("i",)
 REDO_KEYS = ("r",)
@@ -59,6 +62,7 @@ class Ending:
 
     reason: EndReason
     success: bool | None = None  # the task's verdict when it ended it
+    why: str = ""  # more words, for the operator (which stream fell silent)
 
 
 @dataclass
@@ -223,7 +227,7 @@ class EvalSession:
         if self.phase == "running":
             ending = self.backend.poll()
             if ending is not None:
-                self._end(ending.reason, now, task_success=ending.success)
+                self._end(ending.reason, now, task_success=ending.success, why=ending.why)
             elif self.rules.trial_time_s and self.backend.stats().elapsed_s >= self.rules.trial_time_s:
                 self._end("time_limit", now)
         elif self.phase == "reset" and 0 <= self.rules.reset_time_s <= self.elapsed(now):
@@ -251,6 +255,7 @@ class EvalSession:
         now: float,
         operator_label: bool | None = None,
         task_success: bool | None = None,
+        why: str = "",
     ) -> None:
         self.ended_by = reason
         self.facts = self.backend.stop_acting()
@@ -267,10 +272,15 @@ class EvalSession:
             self._save("intervention", now)
         elif self.rules.labels == "sensors" and self.suggestion is not None:
             self._labelled(self.suggestion, accepted=True, now=now)
+        elif self.rules.labels == "sensors":  # no call to take and no operator to ask: a broken trial
+            ended = f"{reason.replace('_', ' ')}{': ' + why if why else ''}"
+            self._discard(f"ended without a sensor call ({ended})", now)
+            self._stop(f"trial {self._number()} ended without a sensor call ({ended}); fix that and resume")
         else:
             call = {None: "no call", True: "success", False: "failure"}[self.suggestion]
             self.message = (
-                f"trial {self._number()} ended ({reason.replace('_', ' ')}); the sensors say: {call}"
+                f"trial {self._number()} ended ({reason.replace('_', ' ')}{': ' + why if why else ''}); "
+                f"the sensors say: {call}"
             )
 
     def _labelled(self, success: bool, accepted: bool, now: float) -> None:

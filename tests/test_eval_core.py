@@ -31,6 +31,7 @@ from robot_nodes.eval_records import (
     finished_trials,
     open_session,
     read_records,
+    start_session,
 )
 from robot_nodes.eval_report import build_report, write_report
 from robot_nodes.eval_session import TrialFacts, suggest_failure_tag
@@ -124,7 +125,9 @@ def test_a_session_folder_resumes_where_it_stopped(policies, tmp_path) -> None:
     folder = SessionFolder(tmp_path / "session")
     plan = make_plan(policies, 3, seed=0, blind=False, session="session", settings={"task": "search-pick"})
     opened, records = open_session(folder, plan, resume=False)
-    assert records == [] and json.loads(folder.plan.read_text())["trials"][0]["index"] == 0
+    assert records == [] and not folder.root.exists()  # nothing written before the robot is ready
+    start_session(folder, opened)
+    assert json.loads(folder.plan.read_text())["trials"][0]["index"] == 0
     first, second, third = plan.trials[:3]
     append_record(folder, record(plan, first, True))
     append_record(folder, record(plan, second, False, status="discarded"))  # redone: not finished
@@ -161,6 +164,10 @@ def test_a_folder_that_is_no_session_is_refused(policies, tmp_path) -> None:
         open_session(SessionFolder(tmp_path / "busy"), plan, resume=False)
     with pytest.raises(PlanError, match="no session to resume"):
         open_session(SessionFolder(tmp_path / "new"), plan, resume=True)
+    # a start that failed before its first trial (the graph was not up) leaves a folder that starts anew
+    (tmp_path / "failed" / "episodes").mkdir(parents=True)
+    (tmp_path / "failed" / "graph.log").write_text("policy_0 exited")
+    assert open_session(SessionFolder(tmp_path / "failed"), plan, resume=False) == (plan, [])
 
 
 class Page(HTMLParser):
@@ -188,7 +195,7 @@ def test_the_report_reads_the_log(policies, tmp_path) -> None:
     plan = make_plan(
         policies, 10, seed=0, blind=False, session="s", settings={"task": "search-pick", "robot": "sim"}
     )
-    open_session(folder, plan, resume=False)
+    start_session(folder, open_session(folder, plan, resume=False)[0])
     wins = {"A": 9, "B": 3}
     seen: Counter = Counter()
     for trial in plan.trials[:-2]:  # two trials short: an interim report

@@ -20,6 +20,7 @@ from policies.weights import WeightsError, pack_actor_weights, unpack_actor_weig
 from robot_nodes.graphs import CONFIG, GRAPHS, GraphError, resolve
 from robot_nodes.kinematics import SIM_ARM_URDF, ArmKinematics, ee_rotation, ee_target_from_pose
 from robot_nodes.messages import EpisodeEvent
+from robot_nodes.params import ROS_OWN_PARAMETERS
 from robot_nodes.robot_interface_core import Refused, RobotInterfaceConfig, RobotInterfaceCore
 from robot_nodes.sim_robot_core import SimRobotConfig
 from sim.scene import ARM_JOINTS, ik
@@ -225,7 +226,9 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
             for launch in resolve(graph, values):
                 document = parse_yaml(Path(launch.params_file).read_text())
                 section = document.get(launch.name, {}).get("ros__parameters", {})
-                overrides = {k: parse_yaml(v) for k, v in launch.overrides.items()}
+                overrides = {
+                    k: parse_yaml(v) for k, v in launch.overrides.items() if k not in ROS_OWN_PARAMETERS
+                }
                 if launch.name.startswith("policy_"):  # the eval graph's: the `policy` section, as overrides
                     assert not section and "checkpoint" in overrides
                     load_config(PolicyNodeConfig, overrides)
