@@ -23,6 +23,7 @@ from robot_nodes.eval_plan import Plan, PolicyEntry
 from robot_nodes.eval_records import FAILURE_TAGS, SessionFolder, TrialRecord, read_records, write_atomically
 
 POWER, ALPHA = 0.8, 0.05
+TAG_NAMES = [tag.replace("_", " ") for tag in FAILURE_TAGS]
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
@@ -194,6 +195,8 @@ def figures(report: Report) -> dict[str, bytes]:
                 s=18,
             )
             ax.plot([np.median(times)] * 2, [y - 0.3, y + 0.3], color="black", linewidth=2)
+    if not any(r.times_to_success() for r in results):
+        ax.text(0.5, 0.5, "no successful trial yet", transform=ax.transAxes, ha="center", va="center")
     ax.set(yticks=range(len(results)), yticklabels=labels, ylim=(-0.7, len(results) - 0.3))
     ax.set_xlabel("time to success, seconds (bar: median)")
     ax.invert_yaxis()
@@ -329,7 +332,7 @@ def markdown(report: Report) -> str:
         for pair in report.pairs:
             lines += [f"- {pair_verdict(pair, several)}", f"  - sample size: {needed_text(pair)}"]
     lines += ["", "## Time to success", "", "![time to success](figures/time_to_success.png)"]
-    lines += ["", "## Failure tags", "", *table(["policy", *FAILURE_TAGS], tag_rows(report))]
+    lines += ["", "## Failure tags", "", *table(["policy", *TAG_NAMES], tag_rows(report))]
     lines += ["", "![failure tags](figures/failure_tags.png)"]
     lines += ["", "## Trials in order", "", "![trials in order](figures/trials_in_order.png)", ""]
     lines += table(TRIAL_COLUMNS, trial_rows(report, lambda v: f"[mp4]({v})" if v else ""))
@@ -400,7 +403,7 @@ def html_page(report: Report, images: dict[str, bytes]) -> str:
     parts += [
         "<h2>Failure tags</h2>",
         image("failure_tags.png", "failure tags"),
-        table(["policy", *FAILURE_TAGS], tag_rows(report)),
+        table(["policy", *TAG_NAMES], tag_rows(report)),
     ]
     parts += ["<h2>Trials in order</h2>", image("trials_in_order.png", "trials in order")]
     parts.append(
