@@ -66,7 +66,8 @@ class EvalRecordConfig:
     """Each trial's episode, recorded through the recorder core (robot_nodes/recorder_core.py)."""
 
     onboard_streams: list[str] = field(default_factory=lambda: ["wrist/color/image_raw", "joint_states"])
-    # the privileged state, and the third-person camera that goes beside the wrist camera in the video
+    # the privileged state, and the third-person camera beside the wrist camera in the video (the sim
+    # robot's; on a robot the tracker's vector and its fixed camera: [privileged, camera/color/image_raw])
     privileged_streams: list[str] = field(
         default_factory=lambda: ["privileged_state", "side/color/image_raw"]
     )
