@@ -1,8 +1,9 @@
-"""Robot (or sim robot) + policy, for evaluation sessions.
+"""Robot (or sim robot) + one policy node per checkpoint + the action mux, for aps-eval sessions.
 
-    ros2 launch active_perception_stack eval.launch.py --show-args
+    ros2 launch active_perception_stack eval.launch.py checkpoints:=/ck/aawr,/ck/bc --show-args
 
-The graph is described in robot_nodes/graphs.py, which `aps-launch eval` starts the same way.
+aps-eval starts this graph itself (`launch=false` when it runs already); the graph is described in
+robot_nodes/graphs.py, which `aps-launch eval` starts the same way.
 """
 
 from robot_nodes.graphs import launch_description

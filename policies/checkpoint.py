@@ -17,6 +17,7 @@ whole and loadable. Loading never unpickles: safetensors holds tensors only.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -172,6 +173,22 @@ def read_card(path: str | Path) -> CheckpointCard:
         if isinstance(err, CheckpointError):
             raise
         raise CheckpointError(f"{card_path}: malformed checkpoint card ({err})") from err
+
+
+def policy_digest(path: str | Path) -> str:
+    """SHA-256 of what a deployed policy is made of (the actor's weights and the card): two checkpoint
+    folders with the same digest act alike, wherever they lie."""
+    folder = _resolve(path)
+    digest = hashlib.sha256()
+    for name in ("policy.safetensors", CARD):
+        file = folder / name
+        if not file.is_file():
+            raise CheckpointError(f"{path}: no {name}; not a checkpoint folder (or an incomplete one)")
+        digest.update(name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_learner(

@@ -140,38 +140,27 @@ def check(args: argparse.Namespace) -> int:
 def view(args: argparse.Namespace) -> int:
     import cv2
 
-    from robot_nodes.episode_video import VideoEncoder, side_by_side
+    from robot_nodes.episode_video import episode_cameras, episode_frame, write_episode_video
 
     episode = _episode(args.dataset, args.episode).load()
-    cameras = [
-        (part, key) for part in ("onboard", "privileged")
-        for key, value in getattr(episode, part).items() if value.dtype == np.uint8 and value.ndim == 4
-    ]  # fmt: skip
+    cameras = [key for _, key in episode_cameras(episode)]
     if not cameras:
         raise DatasetError(f"episode {args.episode} of {args.dataset} has no camera images to view")
-
-    def frame(t: int) -> np.ndarray:
-        return side_by_side([getattr(episode, part)[key][t] for part, key in cameras], args.height)
-
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         picks = np.unique(
             np.linspace(0, len(episode), min(args.frames, len(episode) + 1)).round().astype(int)
         )
-        strip = np.concatenate([frame(int(t)) for t in picks], axis=1)
+        strip = np.concatenate([episode_frame(episode, int(t), args.height) for t in picks], axis=1)
         if not cv2.imwrite(str(out), strip[..., ::-1]):
             raise DatasetError(f"cannot write {out}")
-        names = [key for _, key in cameras]
-        print(f"wrote {out}: steps {picks.tolist()} of episode {args.episode}, {names} side by side")
+        print(f"wrote {out}: steps {picks.tolist()} of episode {args.episode}, {cameras} side by side")
         return 0
     if out.suffix.lower() != ".mp4":
         raise DatasetError(f"--out {out}: write an .mp4 video or a .png strip")
     fps = args.fps or float(episode.attrs.get("fps", 10.0))
-    first = frame(0)
-    with VideoEncoder(out, fps, first.shape[1], first.shape[0], args.codec) as video:
-        for t in range(len(episode) + 1):
-            video.add(frame(t))
-    print(f"wrote {out}: {len(episode) + 1} frames at {fps:g} fps, {[k for _, k in cameras]} side by side")
+    write_episode_video(episode, out, fps, args.codec, args.height)
+    print(f"wrote {out}: {len(episode) + 1} frames at {fps:g} fps, {cameras} side by side")
     return 0
 
 

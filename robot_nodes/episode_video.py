@@ -3,6 +3,7 @@
     with VideoEncoder("ep.mp4", fps=10, width=64, height=32) as video:
         video.add(frame)                                      # HxWx3 uint8 RGB
     frames = decode_video("ep.mp4")                           # [N, H, W, 3] uint8
+    write_episode_video(episode, "ep.mp4")                    # every camera of an episode, side by side
 
 Videos are yuv420p (what players and LeRobot's decoders expect): libx264 (h264) plays everywhere,
 libsvtav1 (AV1) is LeRobot's default and about half the size.
@@ -16,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from policies.episodes import Episode
 
 CODECS = {"h264": "libx264", "av1": "libsvtav1"}
 
@@ -103,3 +106,35 @@ def side_by_side(images: list[np.ndarray], height: int | None = None) -> np.ndar
         scaled.append(image)
     joined = np.concatenate(scaled, axis=1)
     return np.pad(joined, ((0, joined.shape[0] % 2), (0, joined.shape[1] % 2), (0, 0)))
+
+
+def episode_cameras(episode: Episode) -> list[tuple[str, str]]:
+    """(part, key) of every camera an episode holds, onboard first (a third-person view is privileged)."""
+    return [
+        (part, key) for part in ("onboard", "privileged")
+        for key, value in getattr(episode, part).items() if value.dtype == np.uint8 and value.ndim == 4
+    ]  # fmt: skip
+
+
+def episode_frame(episode: Episode, step: int, height: int | None = None) -> np.ndarray:
+    """The episode's cameras at `step`, side by side."""
+    return side_by_side([getattr(episode, part)[key][step] for part, key in episode_cameras(episode)], height)
+
+
+def write_episode_video(
+    episode: Episode, path: str | Path, fps: float = 0.0, codec: str = "h264", height: int | None = None
+) -> Path:
+    """Every observation of `episode`, its cameras side by side, as a video at the episode's fps (or
+    `fps`); written under a hidden name and renamed when complete, so a crash leaves no half video."""
+    if not episode_cameras(episode):
+        raise ValueError("the episode has no camera images to make a video of")
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
+    first = episode_frame(episode, 0, height)
+    with VideoEncoder(
+        temporary, fps or float(episode.attrs.get("fps", 10.0)), first.shape[1], first.shape[0], codec
+    ) as video:
+        for step in range(len(episode) + 1):
+            video.add(episode_frame(episode, step, height))
+    os.replace(temporary, path)
+    return path

@@ -6,12 +6,17 @@ its settings from the graph's parameter YAML (robot_nodes/config/<file>.yaml, th
 override a few of them. `resolve` turns a graph and argument values into the nodes to start, and
 both launchers start exactly those, so they cannot drift apart. When the graph's sim robot runs in
 lockstep, every node of it runs with `use_sim_time`: the sim's /clock is the graph's time.
+
+The eval graph runs one policy node per checkpoint (`checkpoints:=a,b`): `policy_0`, `policy_1`, ...,
+each with the YAML's `policy` settings and its own checkpoint, publishing on `policy_<i>/action`;
+the action mux forwards the one an evaluation session selects (robot_nodes/action_mux_core.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from apsconfig import parse_yaml
 
@@ -49,6 +54,7 @@ class NodeLaunch:
     executable: str
     params_file: str
     overrides: dict[str, str]  # parameter -> value as text (parsed as YAML by ROS)
+    remaps: dict[str, str] = field(default_factory=dict)  # topic -> the topic it is remapped to
 
 
 SIM_ROBOT = GraphNode("sim_robot", "aps-sim-robot")
@@ -58,6 +64,7 @@ CAMERA = GraphNode("camera", "aps-camera")  # hook: the camera node (ros-sensors
 TRACKER = GraphNode("privileged_tracker", "aps-privileged-tracker")  # hook: the privileged tracker
 RECORDER = GraphNode("recorder", "aps-recorder")
 LEARNER = GraphNode("learner", "aps-learner")
+ACTION_MUX = GraphNode("action_mux", "aps-action-mux")
 
 CHECKPOINT = Argument(
     "checkpoint",
@@ -69,6 +76,12 @@ TASK = Argument(
     "task", "", "task name (sim.TASK_NAMES); empty: the parameter file's",
     ("sim_robot.task", "policy.task", "recorder.task", "learner.task"),
 )  # fmt: skip
+CHECKPOINTS = Argument(
+    "checkpoints",
+    "",
+    "policy checkpoint folders, comma-separated: one policy node each (policy_0, policy_1, ...), "
+    "switched by the action mux",
+)
 PARAMS = Argument("params_file", "", "parameter YAML of every node; empty: the package's file for this graph")
 ROBOT = Argument("robot", "", "sim: the MuJoCo sim robot; real: cameras and the arm's controllers")
 DEMOS = Argument("demos", "", "folder of demonstration episodes the learner starts from", ("learner.demos",))
@@ -114,11 +127,11 @@ GRAPHS = {
     ),
     "eval": Graph(
         "eval",
-        "robot (or sim robot) + policy, for evaluation sessions",
-        (SIM_ROBOT, POLICY, ROBOT_INTERFACE),
-        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE),
+        "robot (or sim robot) + a policy node per checkpoint + the action mux, for aps-eval sessions",
+        (SIM_ROBOT, POLICY, ACTION_MUX, ROBOT_INTERFACE),
+        (CAMERA, TRACKER, POLICY, ACTION_MUX, ROBOT_INTERFACE),
         "sim",
-        (PARAMS, ROBOT, CHECKPOINT, TASK),
+        (PARAMS, ROBOT, CHECKPOINTS, TASK),
     ),
     "deploy": Graph(
         "deploy",
@@ -147,22 +160,76 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
         raise GraphError(f"graph {graph.name!r} runs with robot:=" + " or ".join(choices))
     nodes = graph.sim_nodes if robot == "sim" else graph.real_nodes
     default_file = {"deploy": "deploy.yaml"}.get(graph.name, "sim.yaml" if robot == "sim" else "robot.yaml")
+    if graph.name == "eval" and robot == "sim":
+        default_file = "eval.yaml"
     params = values.get("params_file") or str(CONFIG / default_file)
     if not Path(params).is_file():
         raise GraphError(f"parameter file not found: {params}")
-    sim_time = SIM_ROBOT in nodes and _lockstep(Path(params))
-    launches = [
-        NodeLaunch(node.name, node.executable, params, {"use_sim_time": "true"} if sim_time else {})
-        for node in nodes
-    ]
-    by_name = {launch.name: launch for launch in launches}
+    launches = []
+    for node in nodes:
+        if node == POLICY and CHECKPOINTS in graph.arguments:
+            launches += policy_per_checkpoint(Path(params), values.get(CHECKPOINTS.name, ""))
+        else:
+            launches.append(NodeLaunch(node.name, node.executable, params, {}))
+    if SIM_ROBOT in nodes and _lockstep(Path(params)):
+        for launch in launches:
+            launch.overrides["use_sim_time"] = "true"
+    policies = [launch for launch in launches if launch.executable == POLICY.executable]
     for argument in graph.arguments:
         value = values.get(argument.name, argument.default)
         for target in argument.targets:
             node, _, parameter = target.partition(".")
-            if value and node in by_name:
-                by_name[node].overrides[parameter] = value
+            for launch in policies if node == POLICY.name else [x for x in launches if x.name == node]:
+                if value:
+                    launch.overrides[parameter] = value
+    for launch in launches:
+        if launch.name == ACTION_MUX.name:
+            launch.overrides["sources"] = "[" + ", ".join(p.remaps["action"] for p in policies) + "]"
     return launches
+
+
+def split_checkpoints(text: str) -> list[str]:
+    return [item.strip() for item in text.strip().strip("[]").split(",") if item.strip()]
+
+
+def policy_per_checkpoint(params: Path, checkpoints: str) -> list[NodeLaunch]:
+    """policy_<i> for the i-th checkpoint: the YAML's `policy` settings (as overrides: the node's own
+    name has no section) and its checkpoint; its actions and weights on topics of its own."""
+    folders = split_checkpoints(checkpoints)
+    if not folders:
+        raise GraphError("the eval graph runs one policy per checkpoint: give checkpoints:=folder_a,folder_b")
+    section = (parse_yaml(params.read_text()) or {}).get(POLICY.name, {}).get("ros__parameters") or {}
+    shared = parameter_overrides(section)
+    return [
+        NodeLaunch(
+            f"policy_{i}",
+            POLICY.executable,
+            str(params),
+            {**shared, "checkpoint": folder},
+            {"action": f"policy_{i}/action", "policy_weights": f"policy_{i}/policy_weights"},
+        )
+        for i, folder in enumerate(folders)
+    ]
+
+
+def parameter_overrides(section: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A YAML section of parameters as `-p` overrides: one dotted name per leaf, its value as text."""
+    flat: dict[str, str] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            flat |= parameter_overrides(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = _yaml_text(value)
+    return flat
+
+
+def _yaml_text(value: Any) -> str:
+    """A value as ROS reads a parameter given on the command line (YAML flow style)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_text(v) for v in value) + "]"
+    return str(value)
 
 
 def _lockstep(params_file: Path) -> bool:
@@ -193,9 +260,11 @@ def launch_description(name: str):  # -> launch.LaunchDescription (launch is not
                 executable=launch.executable,
                 name=launch.name,
                 output="screen",
-                parameters=[launch.params_file, launch.overrides]
+                # parsed as ROS parses `-p name:=value` (launch_ros would keep a str a str)
+                parameters=[launch.params_file, {k: parse_yaml(v) for k, v in launch.overrides.items()}]
                 if launch.overrides
                 else [launch.params_file],
+                remappings=list(launch.remaps.items()),
             )
             for launch in resolve(graph, values)
         ]

@@ -358,6 +358,13 @@ class RecorderCore:
             episode.ending = _Ending(last, None, True, f"disk space below min_free_space_mb={limit:g}")
             self._finish(force=True)
 
+    def last_outcome(self) -> StepOutcome | None:
+        """The reward function's outcome of the newest step of the episode being recorded (None before
+        its first step, or with reward=label): an evaluation session's privileged success check."""
+        if self.episode is None or not self.episode.outcomes or self.config.reward == "label":
+            return None
+        return self.episode.outcomes[-1]
+
     def drain_events(self) -> list[EpisodeEvent]:
         events, self.events = self.events, []
         return events

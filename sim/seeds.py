@@ -10,6 +10,8 @@ ONLINE_BASE = 2_000_000  # + run seed * ONLINE_PER_RUN + index
 ONLINE_PER_RUN = 100_000
 VALIDATION_BASE = 1_000_000  # + index: the same episodes for every run, so curves compare
 HELD_OUT_BASE = 5_000_000_000  # + index: held out from everything above, for final figures only
+SESSION_BASE = 6_000_000_000  # + session seed * SESSION_SCENES + scene: aps-eval's sim sessions
+SESSION_SCENES = 1_000_000
 
 
 def _index(index: int, limit: int, what: str) -> int:
@@ -39,3 +41,13 @@ def validation_seed(index: int) -> int:
 
 def held_out_seed(index: int) -> int:
     return HELD_OUT_BASE + _index(index, 1_000_000_000, "held-out episode")
+
+
+def session_seed(session: int, scene: int) -> int:
+    """The `scene`-th initial condition of an evaluation session (aps-eval) with seed `session`: apart
+    from the training, validation and held-out ranges, so a session is an independent estimate."""
+    return (
+        SESSION_BASE
+        + _index(session, 1000, "session seed") * SESSION_SCENES
+        + _index(scene, SESSION_SCENES, "session scene")
+    )

@@ -4,15 +4,8 @@ expert labelled by the sim, the time limit, and clear errors before anything is 
 
 from __future__ import annotations
 
-import fcntl
-import os
-import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +16,11 @@ from robot_nodes.record_cli import RecordConfig, SimBackend
 from robot_nodes.record_session import RecordSession, SessionConfig
 from robot_nodes.teleop import decode_keys
 from sim.seeds import demo_seed
+from tests.pty_terminal import ESC, LEFT, RIGHT
+from tests.pty_terminal import Terminal as PtyTerminal
 
 APS_RECORD = str(Path(sys.executable).parent / "aps-record")
 SMALL = ["task=search-pick", "env.image_size=32"]
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
-RIGHT, LEFT, ESC = b"\x1b[C", b"\x1b[D", b"\x1b"
 
 
 def test_terminal_bytes_decode_to_keys() -> None:
@@ -39,49 +32,11 @@ def test_terminal_bytes_decode_to_keys() -> None:
     assert decode_keys("\x03") == (["ctrl-c"], "")
 
 
-class Terminal:
-    """aps-record on a pseudo-terminal: what it shows (ANSI codes stripped), and keys typed into it."""
+class Terminal(PtyTerminal):
+    """aps-record on a pseudo-terminal."""
 
     def __init__(self, args: list[str]) -> None:
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 130, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color"}
-        self.process = subprocess.Popen(
-            [APS_RECORD, *args], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
-        )
-        os.close(slave)
-        self.screen, self.seen = "", 0
-
-    def read(self, timeout: float) -> None:
-        if select.select([self.master], [], [], timeout)[0]:
-            try:
-                self.screen += ANSI.sub(b"", os.read(self.master, 1 << 16)).decode(errors="replace")
-            except OSError:  # the program exited and closed its side
-                time.sleep(timeout)
-
-    def expect(self, text: str, timeout: float = 30.0) -> None:
-        """Wait until `text` shows up after what the last expect matched."""
-        deadline = time.monotonic() + timeout
-        while (found := self.screen.find(text, self.seen)) < 0:
-            assert time.monotonic() < deadline, f"{text!r} never showed; screen ends:\n{self.screen[-1500:]}"
-            self.read(0.05)
-        self.seen = found + len(text)
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            self.read(0.05)
-        self.read(0.1)
-        return self.process.wait(timeout=1)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.master)
+        super().__init__([APS_RECORD, *args])
 
 
 def test_keys_through_a_pty_end_mark_rerecord_delete_and_stop(tmp_path) -> None:

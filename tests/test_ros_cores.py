@@ -20,6 +20,7 @@ from policies.weights import WeightsError, pack_actor_weights, unpack_actor_weig
 from robot_nodes.graphs import CONFIG, GRAPHS, GraphError, resolve
 from robot_nodes.kinematics import SIM_ARM_URDF, ArmKinematics, ee_rotation, ee_target_from_pose
 from robot_nodes.messages import EpisodeEvent
+from robot_nodes.params import ROS_OWN_PARAMETERS
 from robot_nodes.robot_interface_core import Refused, RobotInterfaceConfig, RobotInterfaceCore
 from robot_nodes.sim_robot_core import SimRobotConfig
 from sim.scene import ARM_JOINTS, ik
@@ -207,24 +208,51 @@ def test_episode_events_round_trip() -> None:
 
 
 def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path) -> None:
+    from robot_nodes.action_mux_core import ActionMuxConfig
     from robot_nodes.policy_core import PolicyNodeConfig
 
     configs = {
         "sim_robot": SimRobotConfig,
         "robot_interface": RobotInterfaceConfig,
         "policy": PolicyNodeConfig,
+        "action_mux": ActionMuxConfig,
     }
     for graph in GRAPHS.values():
         for robot in ("sim", "real"):
             if not (graph.sim_nodes if robot == "sim" else graph.real_nodes):
                 continue
             values = {"robot": robot} if any(a.name == "robot" for a in graph.arguments) else {}
+            values |= {"checkpoints": f"{tmp_path},{tmp_path}"} if graph.name == "eval" else {}
             for launch in resolve(graph, values):
                 document = parse_yaml(Path(launch.params_file).read_text())
-                section = document[launch.name]["ros__parameters"]
-                if launch.name in configs:
+                section = document.get(launch.name, {}).get("ros__parameters", {})
+                overrides = {
+                    k: parse_yaml(v) for k, v in launch.overrides.items() if k not in ROS_OWN_PARAMETERS
+                }
+                if launch.name.startswith("policy_"):  # the eval graph's: the `policy` section, as overrides
+                    assert not section and "checkpoint" in overrides
+                    load_config(PolicyNodeConfig, overrides)
+                elif launch.name in configs:
                     extra = {"checkpoint": str(tmp_path)} if launch.name == "policy" else {}
-                    load_config(configs[launch.name], {**section, **extra})
+                    load_config(configs[launch.name], {**section, **overrides, **extra})
+    evaluation = resolve(GRAPHS["eval"], {"checkpoints": "/a,/b", "task": "shelf-search"})
+    assert [(n.name, n.executable) for n in evaluation] == [
+        ("sim_robot", "aps-sim-robot"), ("policy_0", "aps-policy"), ("policy_1", "aps-policy"),
+        ("action_mux", "aps-action-mux"), ("robot_interface", "aps-robot-interface"),
+    ]  # fmt: skip
+    first, second = evaluation[1], evaluation[2]
+    assert first.overrides["checkpoint"] == "/a" and second.overrides["checkpoint"] == "/b"
+    assert (
+        first.overrides["task"]
+        == second.overrides["task"]
+        == evaluation[0].overrides["task"]
+        == "shelf-search"
+    )
+    assert first.overrides["max_frame_age"] == "0.5"  # the YAML's `policy` section
+    assert second.remaps == {"action": "policy_1/action", "policy_weights": "policy_1/policy_weights"}
+    assert evaluation[3].overrides["sources"] == "[policy_0/action, policy_1/action]"
+    with pytest.raises(GraphError, match="checkpoints:="):
+        resolve(GRAPHS["eval"], {})
     sim_graph = resolve(GRAPHS["sim"], {"checkpoint": "/ck", "task": "blind-pick"})
     assert [n.executable for n in sim_graph] == ["aps-sim-robot", "aps-policy", "aps-robot-interface"]
     # sim.yaml's sim robot steps in lockstep: every node of the graph runs on its /clock

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from policies.runtime import set_torch_threads, tcmalloc_path
-from sim.seeds import demo_seed, held_out_seed, online_seed, validation_seed
+from sim.seeds import demo_seed, held_out_seed, online_seed, session_seed, validation_seed
 
 
 def test_thread_counts_by_purpose() -> None:
@@ -42,6 +42,7 @@ def test_seed_ranges_never_overlap() -> None:
         "online": (online_seed(runs[0], 0), online_seed(runs[1], 99_999)),
         "validation": (validation_seed(0), validation_seed(999_999)),
         "held-out": (held_out_seed(0), held_out_seed(999_999_999)),
+        "eval session": (session_seed(runs[0], 0), session_seed(runs[1], 999_999)),
     }
     bounds = sorted(ranges.values())
     assert all(high < next_low for (_, high), (next_low, _) in itertools.pairwise(bounds))
