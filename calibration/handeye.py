@@ -57,9 +57,9 @@ class HandEyeConfig:
     )
     hand_frame: str = "tool0"  # parent frame of an eye_in_hand result
     base_frame: str = "base_link"  # parent frame of an eye_to_hand result
-    camera_frame: str = (
-        "camera_optical_frame"  # child frame: OpenCV/ROS optical axes (x right, y down, z ahead)
-    )
+    # child frame: OpenCV/ROS optical axes (x right, y down, z ahead); aps-camera stamps its images
+    # <camera_name>_color_optical_frame, as realsense-ros does
+    camera_frame: str = "camera_color_optical_frame"
     min_poses: int = 5  # robot poses with a detected board needed to fit
     min_rotation_deg: float = 10.0  # the largest rotation between two robot poses must reach this
     min_axis_angle_deg: float = 15.0  # and the rotation axes must differ by this much

@@ -241,9 +241,10 @@ def _sound_files(dataset: EpisodeDataset) -> list[EpisodeFile]:
     return files
 
 
-def merge(out: str | Path, sources: list[str | Path]) -> list[tuple[Path, Path]]:
-    """Copy every episode of `sources` (in order) into `out` (made if missing, appended to if not):
-    [(source file, copied file)]. Refused when the episodes' keys, shapes or action sizes differ."""
+def merge(out: str | Path, sources: list[str | Path]) -> list[tuple[Path, Path | None]]:
+    """Copy every episode of `sources` (in order) into `out` (made if missing, appended to if not),
+    each once: [(source file, copied file, or None for a byte-identical episode already there or
+    copied before)]. Refused when the episodes' keys, shapes or action sizes differ."""
     target = EpisodeDataset(out)
     inputs = [open_dataset(s) for s in sources]
     if any(d.root.resolve() == target.root.resolve() for d in inputs if target.root.exists()):
@@ -260,7 +261,13 @@ def merge(out: str | Path, sources: list[str | Path]) -> list[tuple[Path, Path]]
                 f"{episode.path} has keys/shapes {_describe(episode)}, {reference[0].path} has "
                 f"{_describe(reference[0])}: only episodes of one kind merge"
             )
-    return [(episode.path, target.add_file(episode.path)) for episode in files]
+    seen = {episode_digest(e.path) for e in existing}
+    copied: list[tuple[Path, Path | None]] = []
+    for episode in files:
+        digest = episode_digest(episode.path)
+        copied.append((episode.path, None if digest in seen else target.add_file(episode.path)))
+        seen.add(digest)
+    return copied
 
 
 def _describe(episode: EpisodeFile) -> str:

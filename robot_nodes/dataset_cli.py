@@ -165,9 +165,11 @@ def view(args: argparse.Namespace) -> int:
 
 
 def merge_command(args: argparse.Namespace) -> int:
-    copied = merge(args.out, args.datasets)
-    print(f"merged {len(copied)} episodes from {len(args.datasets)} datasets into {args.out} "
-          f"({len(EpisodeDataset(args.out))} episodes there now)")  # fmt: skip
+    results = merge(args.out, args.datasets)
+    copied = sum(target is not None for _, target in results)
+    print(f"merged {copied} episodes from {len(args.datasets)} datasets into {args.out} "
+          f"({len(results) - copied} already there, skipped; {len(EpisodeDataset(args.out))} "
+          "episodes there now)")  # fmt: skip
     return 0
 
 
@@ -293,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parsers[command.command].parse_intermixed_args(command.arguments)
     try:
         return args.run(args)
+    except ModuleNotFoundError as err:  # the format bridges live in an install extra
+        print(f"{PROG} {command.command}: needs {err.name}, from the `data` extra: "
+              "pip install -e '.[data]' in the repo", file=sys.stderr)  # fmt: skip
+        return 2
     except (DatasetError, EpisodeFormatError, ConfigError, ValueError, OSError) as err:
         print(f"{PROG} {command.command}: {err}", file=sys.stderr)
         return 2

@@ -60,8 +60,10 @@ class NodeLaunch:
 SIM_ROBOT = GraphNode("sim_robot", "aps-sim-robot")
 POLICY = GraphNode("policy", "aps-policy")
 ROBOT_INTERFACE = GraphNode("robot_interface", "aps-robot-interface")
-CAMERA = GraphNode("camera", "aps-camera")  # hook: the camera node (ros-sensors branch)
-TRACKER = GraphNode("privileged_tracker", "aps-privileged-tracker")  # hook: the privileged tracker
+# On hardware: the wrist camera the policy acts on, and the fixed side camera the tracker reads.
+WRIST_CAMERA = GraphNode("wrist_camera", "aps-camera")
+SIDE_CAMERA = GraphNode("side_camera", "aps-camera")
+TRACKER = GraphNode("privileged_tracker", "aps-privileged-tracker")
 RECORDER = GraphNode("recorder", "aps-recorder")
 LEARNER = GraphNode("learner", "aps-learner")
 ACTION_MUX = GraphNode("action_mux", "aps-action-mux")
@@ -103,9 +105,9 @@ GRAPHS = {
     ),
     "robot": Graph(
         "robot",
-        "cameras + privileged tracker + robot interface on hardware",
+        "wrist and side cameras + privileged tracker + robot interface on hardware",
         (),
-        (CAMERA, TRACKER, ROBOT_INTERFACE),
+        (WRIST_CAMERA, SIDE_CAMERA, TRACKER, ROBOT_INTERFACE),
         "real",
         (PARAMS,),
     ),
@@ -113,7 +115,7 @@ GRAPHS = {
         "record",
         "the robot (or sim robot) graph demonstrations are recorded on",
         (SIM_ROBOT, ROBOT_INTERFACE),
-        (CAMERA, TRACKER, ROBOT_INTERFACE),
+        (WRIST_CAMERA, SIDE_CAMERA, TRACKER, ROBOT_INTERFACE),
         "sim",
         (PARAMS, ROBOT, TASK),
     ),
@@ -121,7 +123,7 @@ GRAPHS = {
         "train_online",
         "robot (or sim robot) + privileged sensing + policy + recorder + learner: online training",
         (SIM_ROBOT, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
-        (CAMERA, TRACKER, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
+        (WRIST_CAMERA, SIDE_CAMERA, TRACKER, POLICY, ROBOT_INTERFACE, RECORDER, LEARNER),
         "sim",
         (PARAMS, ROBOT, CHECKPOINT, TASK, DEMOS, DATASET),
     ),
@@ -129,15 +131,15 @@ GRAPHS = {
         "eval",
         "robot (or sim robot) + a policy node per checkpoint + the action mux, for aps-eval sessions",
         (SIM_ROBOT, POLICY, ACTION_MUX, ROBOT_INTERFACE),
-        (CAMERA, TRACKER, POLICY, ACTION_MUX, ROBOT_INTERFACE),
+        (WRIST_CAMERA, SIDE_CAMERA, TRACKER, POLICY, ACTION_MUX, ROBOT_INTERFACE),
         "sim",
         (PARAMS, ROBOT, CHECKPOINTS, TASK),
     ),
     "deploy": Graph(
         "deploy",
-        "camera + policy + robot interface: no privileged sensor",
+        "wrist camera + policy + robot interface: no privileged sensor",
         (),
-        (CAMERA, POLICY, ROBOT_INTERFACE),
+        (WRIST_CAMERA, POLICY, ROBOT_INTERFACE),
         "real",
         (PARAMS, CHECKPOINT),
     ),

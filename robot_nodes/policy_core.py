@@ -79,7 +79,9 @@ class PolicyNodeConfig:
     # onboard_vectors (labelled Float32MultiArray) for other vectors
     topics: list[str] = field(default_factory=list)
     # topics that carry privileged state: the policy refuses to start if it would subscribe to one
-    privileged_topics: list[str] = field(default_factory=lambda: ["privileged_state", "object_pose"])
+    privileged_topics: list[str] = field(
+        default_factory=lambda: ["privileged_state", "privileged", "object_pose"]
+    )
     joints: JointsLayout = field(default_factory=JointsLayout)
     # frames: act on each new complete frame set (lockstep sims, sensors at the control rate);
     # timer: act at control_hz on the freshest frame set

@@ -86,11 +86,11 @@ def test_handeye_command_from_images_and_pose_file(renderer: BoardRenderer, tmp_
         "--poses", str(tmp_path / "poses.yaml"), "--camera-info", str(tmp_path / "wrist.yaml"),
         "--board", str(tmp_path / "board.yaml"),
     ]  # fmt: skip
-    assert main([*args, "--out", str(out), "camera_frame=wrist_camera_optical_frame"]) == 0
+    assert main([*args, "--out", str(out), "camera_frame=wrist_color_optical_frame"]) == 0
     printed = capsys.readouterr().out
     assert all(method in printed for method in ("tsai", "park", "horaud", "andreff", "daniilidis"))
     transform = read_transform(out)
-    assert (transform.parent_frame, transform.child_frame) == ("tool0", "wrist_camera_optical_frame")
+    assert (transform.parent_frame, transform.child_frame) == ("tool0", "wrist_color_optical_frame")
     mm, deg = errors(transform.matrix, truth)
     print(f"hand-eye from rendered images: {mm:.2f} mm, {deg:.3f} deg")
     assert mm < 2.0 and deg < 0.5

@@ -144,7 +144,7 @@ def test_transform_yaml_round_trip(tmp_path) -> None:
     robot, boards, truth = scene("eye_to_hand", seed=5)
     result = calibrate_hand_eye(robot, boards, "eye_to_hand")
     path = tmp_path / "side_camera.yaml"
-    write_transform(result, "base_link", "side_camera_optical_frame", path)
+    write_transform(result, "base_link", "side_color_optical_frame", path)
     document = yaml.safe_load(path.read_text())
     assert document["mode"] == "eye_to_hand" and document["method"] == result.method
     assert set(document["residuals"]) == set(METHODS) and document["date"].startswith("20")
@@ -153,7 +153,7 @@ def test_transform_yaml_round_trip(tmp_path) -> None:
         matrix_from_quaternion([q["x"], q["y"], q["z"], q["w"]]), result.transform[:3, :3]
     )
     transform = read_transform(path)
-    assert (transform.parent_frame, transform.child_frame) == ("base_link", "side_camera_optical_frame")
+    assert (transform.parent_frame, transform.child_frame) == ("base_link", "side_color_optical_frame")
     np.testing.assert_allclose(transform.matrix, result.transform, atol=1e-12)
     assert errors(transform.matrix, truth)[0] < 2.0
 

@@ -178,6 +178,12 @@ def test_merge_and_split_keep_every_episode_once(capsys, dataset, tmp_path) -> N
     code, _, _ = run(capsys, "merge", tmp_path / "all", dataset, second)
     assert code == 0 and digests(tmp_path / "all") == digests(dataset) + digests(second)
     assert json.loads((tmp_path / "all" / "manifest.json").read_text())["episodes"] == 5
+    code, out, _ = run(capsys, "merge", tmp_path / "all", second, second)  # already there, and twice
+    assert (
+        code == 0
+        and "merged 0 episodes" in out
+        and digests(tmp_path / "all") == digests(dataset) + digests(second)
+    )
     code, _, _ = run(
         capsys, "split", tmp_path / "all", "--out", tmp_path / "split", "--ratio", 0.6, "--seed", 3
     )

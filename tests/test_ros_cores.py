@@ -209,13 +209,18 @@ def test_episode_events_round_trip() -> None:
 
 def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path) -> None:
     from robot_nodes.action_mux_core import ActionMuxConfig
+    from robot_nodes.camera_core import CameraNodeConfig
     from robot_nodes.policy_core import PolicyNodeConfig
+    from robot_nodes.tracker_core import TrackerNodeConfig
 
     configs = {
         "sim_robot": SimRobotConfig,
         "robot_interface": RobotInterfaceConfig,
         "policy": PolicyNodeConfig,
         "action_mux": ActionMuxConfig,
+        "wrist_camera": CameraNodeConfig,
+        "side_camera": CameraNodeConfig,
+        "privileged_tracker": TrackerNodeConfig,
     }
     for graph in GRAPHS.values():
         for robot in ("sim", "real"):
@@ -262,12 +267,49 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
     wall = tmp_path / "wall.yaml"
     wall.write_text((CONFIG / "sim.yaml").read_text().replace("lockstep: true", "lockstep: false"))
     assert all(n.overrides == {} for n in resolve(GRAPHS["sim"], {"params_file": str(wall)}))
-    assert [n.executable for n in resolve(GRAPHS["robot"], {})] == [
-        "aps-camera", "aps-privileged-tracker", "aps-robot-interface",
+    assert [(n.name, n.executable) for n in resolve(GRAPHS["robot"], {})] == [
+        ("wrist_camera", "aps-camera"), ("side_camera", "aps-camera"),
+        ("privileged_tracker", "aps-privileged-tracker"), ("robot_interface", "aps-robot-interface"),
     ]  # fmt: skip
     with pytest.raises(GraphError, match=r"no argument\(s\) \['checkpoint'\]"):
         resolve(GRAPHS["robot"], {"checkpoint": "x"})
     assert (CONFIG / "sim.yaml").is_file()
+
+
+def test_the_real_graphs_topics_join_up() -> None:
+    """On hardware, what each node reads is what another publishes: the policy's wrist camera, the
+    tracker's side camera, the recorder's streams (the package's YAML as a user starts from it)."""
+    from robot_nodes.camera_core import CameraNodeConfig
+    from robot_nodes.recorder_streams import RecorderNodeConfig
+    from robot_nodes.tracker_core import TrackerNodeConfig
+
+    for graph in GRAPHS.values():
+        if not graph.real_nodes:
+            continue
+        values = {"robot": "real"} if any(a.name == "robot" for a in graph.arguments) else {}
+        values |= {"checkpoints": "/a"} if graph.name == "eval" else {}
+        launches = resolve(graph, values)
+        document = parse_yaml(Path(launches[0].params_file).read_text())
+
+        def section(name: str, document: dict = document) -> dict:
+            return document.get(name, {}).get("ros__parameters") or {}
+
+        images = {
+            f"{load_config(CameraNodeConfig, section(n.name)).camera_name}/color/image_raw"
+            for n in launches
+            if n.executable == "aps-camera"
+        }
+        names = {n.name for n in launches}
+        if names & {"policy", "policy_0"}:
+            assert "wrist/color/image_raw" in images, (graph.name, images)  # search-pick's onboard camera
+        published = images | {"joint_states"}
+        if "privileged_tracker" in names:
+            tracker = load_config(TrackerNodeConfig, section("privileged_tracker"))
+            assert tracker.image_topic in images, (graph.name, tracker.image_topic)
+            published |= {tracker.vector_topic, tracker.pose_topic}
+        if "recorder" in names:
+            recorder = load_config(RecorderNodeConfig, section("recorder"))
+            assert set(recorder.onboard_streams + recorder.privileged_streams) <= published, graph.name
 
 
 def test_aps_launch_refuses_unknown_arguments() -> None:
