@@ -21,7 +21,6 @@ the recorder core and the trial's state.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from robot_nodes.episode_video import write_episode_video
 from robot_nodes.eval_plan import Plan, PlannedTrial, PolicyEntry
 from robot_nodes.eval_records import SessionFolder
 from robot_nodes.eval_session import Ending, EvalError, SavedTrial, TrialFacts, TrialStats
+from robot_nodes.graph_client import call_sim_reset, wait_until
 from robot_nodes.messages import EpisodeEvent, MessageError
 from robot_nodes.qos import command_qos, latched_qos
 from robot_nodes.recorder_core import EpisodeRecord, RecorderCore, RecorderError
@@ -277,12 +277,10 @@ class RosEvalBackend:
     def _reset(self, seed: int) -> int:
         future = self.robot_parameters.set_parameters([Parameter("next_seed", value=seed)])
         self._wait_for(lambda: future.result() if future.done() else None, "the sim robot's next_seed")
-        call = self.reset.call_async(Trigger.Request())
-        response = self._wait_for(lambda: call.result() if call.done() else None, "the sim's reset")
-        answer = json.loads(response.message)
-        if int(answer["seed"]) != seed:
-            raise EvalGraphError(f"the sim robot reset to seed {answer['seed']}, not the trial's {seed}")
-        return int(answer["episode"])
+        episode, reset_seed = call_sim_reset(self.reset, self._wait_for, self.startup_timeout, EvalGraphError)
+        if reset_seed != seed:
+            raise EvalGraphError(f"the sim robot reset to seed {reset_seed}, not the trial's {seed}")
+        return episode
 
     def _select(self, source: str, what: str) -> None:
         self.wanted = source
@@ -292,15 +290,11 @@ class RosEvalBackend:
         )
 
     def _wait_for(self, ready: Callable[[], T | None], what: str) -> T:
-        deadline = time.monotonic() + self.startup_timeout
-        while (value := ready()) is None:
-            if time.monotonic() > deadline:
-                limit = f"{self.startup_timeout:g} s"
-                raise EvalGraphError(
-                    f"no answer from the eval graph for {what} in {limit}{self.graph_alive()}"
-                )
-            time.sleep(0.005)
-        return value
+        def timed_out() -> EvalGraphError:
+            limit = f"{self.startup_timeout:g} s"
+            return EvalGraphError(f"no answer from the eval graph for {what} in {limit}{self.graph_alive()}")
+
+        return wait_until(ready, self.startup_timeout, timed_out)
 
     def poll(self) -> Ending | None:
         with self.lock:

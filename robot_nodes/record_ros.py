@@ -17,10 +17,11 @@ rate of the person driving it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import rclpy
@@ -31,6 +32,7 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 
+from robot_nodes.graph_client import call_sim_reset, wait_until
 from robot_nodes.messages import EpisodeEvent, MessageError, vectors_to_msg
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
 from robot_nodes.record_cli import RecordConfig, RecordingError, action_layout, saved_path
@@ -41,6 +43,7 @@ from robot_nodes.recorder_streams import DataClock, RecorderNodeConfig, StreamDe
 from robot_nodes.teleop import JoyTeleop, KeyboardTeleop, LeaderArmTeleop
 
 NS = 1_000_000_000
+T = TypeVar("T")
 DISCOVERY_S = 1.0  # time for the graph's publishers (and /clock) to be discovered
 
 
@@ -241,25 +244,13 @@ class RosBackend:
             self.end_stamp = self.end_event = self.reported = None
 
     def call_reset(self) -> tuple[int, int]:
-        deadline = time.monotonic() + self.config.startup_timeout
-        while True:
-            future = self.reset.call_async(Trigger.Request())
-            response = self.wait_for(lambda f=future: f.result() if f.done() else None, "the sim's reset")
-            if response.success:
-                answer = json.loads(response.message)
-                return int(answer["episode"]), int(answer["seed"])
-            if time.monotonic() > deadline:  # e.g. the lockstep graph is not connected yet
-                raise RecordingError(f"the sim robot's reset refused: {response.message}")
-            time.sleep(0.2)
+        return call_sim_reset(self.reset, self.wait_for, self.config.startup_timeout, RecordingError)
 
-    def wait_for(self, ready, what: str):
-        deadline = time.monotonic() + self.config.startup_timeout
-        while (value := ready()) is None:
-            if time.monotonic() > deadline:
-                limit = self.config.startup_timeout
-                raise RecordingError(f"no answer from the robot graph for {what} in {limit:g} s")
-            time.sleep(0.01)
-        return value
+    def wait_for(self, ready: Callable[[], T | None], what: str) -> T:
+        limit = self.config.startup_timeout
+        return wait_until(
+            ready, limit, lambda: RecordingError(f"no answer from the robot graph for {what} in {limit:g} s")
+        )
 
     def poll(self, now: float) -> Ended | None:
         with self.lock:
