@@ -170,7 +170,7 @@ def test_example_parameters_load_into_the_configs() -> None:
     from robot_nodes.camera_core import CameraNodeConfig
 
     document = parse_yaml((Path(__file__).parents[1] / "launch/params/sensors.yaml").read_text())
-    camera = load_config(CameraNodeConfig, document["camera"]["ros__parameters"])
+    camera = load_config(CameraNodeConfig, document["side_camera"]["ros__parameters"])
     assert camera.type == "realsense" and camera.realsense.depth and camera.camera_name == "side"
     tracker = load_config(TrackerNodeConfig, document["privileged_tracker"]["ros__parameters"])
     assert tracker.aruco.object_offset_m == [0.0, 0.0, -0.025]
