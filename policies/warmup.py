@@ -94,4 +94,3 @@ def warm_up(core: RecurrentCore, inputs: Tensor, steps: int, lr: float, seed: in
         optimizer.step()
         history.append(measure.item())
     return history
-
