@@ -26,7 +26,7 @@ from torch import Tensor
 from policies.config import LearnerConfig, Weighting
 from policies.networks import Actor, Critic, HistoryEncoder, ObsSpec
 from policies.replay import SequenceBatch
-from policies.warmup import measure_vaa, warm_up
+from policies.warmup import warm_up_history
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -178,11 +178,9 @@ class Learner:
             histories["critic"] = self.critic.history
         metrics = {}
         for name, history in histories.items():
-            with torch.no_grad():
-                inputs = history.encoder(onboard)
-            metrics[f"warmup/{name}_vaa_before"] = measure_vaa(history.core, inputs)
-            warm_up(history.core, inputs, self.config.warmup_steps, self.config.warmup_lr)
-            metrics[f"warmup/{name}_vaa_after"] = measure_vaa(history.core, inputs)
+            result = warm_up_history(history, onboard, self.config.warmup_steps, self.config.warmup_lr)
+            metrics[f"warmup/{name}_vaa_before"] = result.vaa_before
+            metrics[f"warmup/{name}_vaa_after"] = result.vaa_after
         if self.policy is not self.actor:
             self.policy.load_state_dict(self.actor.state_dict())
         if self.critic is not None:

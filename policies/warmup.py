@@ -20,11 +20,13 @@ A double-layer core (`SplitCore`) is warmed, and measured, on its warmed half on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 from torch.nn import functional
 
-from policies.networks import RecurrentCore, warmed_core
+from policies.networks import HistoryEncoder, RecurrentCore, warmed_core
 
 TOLERANCE = 1e-4  # eps: final states closer than this are one attractor
 VAA_TARGET = 0.95  # the warmup's target for VAA*, as in the paper
@@ -94,3 +96,22 @@ def warm_up(core: RecurrentCore, inputs: Tensor, steps: int, lr: float, seed: in
         optimizer.step()
         history.append(measure.item())
     return history
+
+
+@dataclass
+class WarmupResult:
+    vaa_before: float
+    vaa_after: float
+    vaa_star: list[float]  # VAA* before each warmup step
+
+
+def warm_up_history(
+    history: HistoryEncoder, onboard: dict[str, Tensor], steps: int, lr: float, seed: int = 0
+) -> WarmupResult:
+    """Warm up a history encoder's core on its own encoding of onboard windows [n, T, ...] (the
+    encoder itself is left alone), measuring the VAA before and after."""
+    with torch.no_grad():
+        inputs = history.encoder(onboard)
+    before = measure_vaa(history.core, inputs, seed)
+    trace = warm_up(history.core, inputs, steps, lr, seed)
+    return WarmupResult(before, measure_vaa(history.core, inputs, seed), trace)
