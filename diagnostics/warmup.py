@@ -7,7 +7,7 @@
 Measures the reachable multistability of the policy's recurrent core (and the critic's history core,
 where there is one) as the variability amongst attractors (VAA) of Lambrechts et al. (2023)
 (policies.warmup): from the states the core reaches on windows of the task's scripted demos, one
-constant random input is held for 2000 steps, and the VAA is the number of distinct states it ends
+constant random input is held for `settle` steps, and the VAA is the number of distinct states it ends
 in over the number of windows (1/n: a single attractor, everything seen is forgotten; 1: every
 start state persists). Then `steps` warmup steps are taken on the core, as the learner's
 `warmup_steps` option would take them, and the VAA is measured again. Writes warmup.md, warmup.png
@@ -50,6 +50,7 @@ class WarmupDiagnosisConfig:
     windows: int = 32  # windows drawn from the demos: the n of the VAA, whose floor is 1/n
     steps: int = 100  # warmup steps taken on each core after the first measure
     lr: float = 1e-2  # Adam step size of the warmup
+    settle: int = 2000  # steps the constant input is held before the final states are compared
     seed: int = 0  # demos, windows, initial weights and the constant inputs
     out: str = ""  # where the report goes (default: <run>/diagnostics, or diagnostics/ for fresh cores)
 
@@ -58,8 +59,8 @@ class WarmupDiagnosisConfig:
             raise ValueError("give run= or checkpoint=, not both")
         if (self.run or self.checkpoint) and self.cores:
             raise ValueError("cores= picks fresh cores; a run's or a checkpoint's cores are its own")
-        if min(self.demos, self.windows) < 2 or self.steps < 0 or not self.lr > 0:
-            raise ValueError("demos and windows must be >= 2, steps >= 0 and lr > 0")
+        if min(self.demos, self.windows) < 2 or self.steps < 0 or self.settle < 1 or not self.lr > 0:
+            raise ValueError("demos and windows must be >= 2, steps >= 0, settle >= 1 and lr > 0")
 
 
 @dataclass
@@ -119,7 +120,7 @@ def diagnose(cfg: WarmupDiagnosisConfig) -> tuple[list[Row], Path]:
         if learner.critic is not None and learner.critic.history is not None:
             histories["critic"] = learner.critic.history
         for network, history in histories.items():
-            result = warm_up_history(history, onboard, cfg.steps, cfg.lr, cfg.seed)
+            result = warm_up_history(history, onboard, cfg.steps, cfg.lr, cfg.seed, cfg.settle)
             rows.append(Row(name, network, learner.config.network.core, result))
     out = Path(cfg.out) if cfg.out else (run / "diagnostics" if run else Path("diagnostics"))
     out.mkdir(parents=True, exist_ok=True)

@@ -106,12 +106,17 @@ class WarmupResult:
 
 
 def warm_up_history(
-    history: HistoryEncoder, onboard: dict[str, Tensor], steps: int, lr: float, seed: int = 0
+    history: HistoryEncoder,
+    onboard: dict[str, Tensor],
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    settle: int = MEASURE_STEPS,
 ) -> WarmupResult:
     """Warm up a history encoder's core on its own encoding of onboard windows [n, T, ...] (the
-    encoder itself is left alone), measuring the VAA before and after."""
+    encoder itself is left alone), measuring the VAA (after `settle` steps) before and after."""
     with torch.no_grad():
         inputs = history.encoder(onboard)
-    before = measure_vaa(history.core, inputs, seed)
+    before = measure_vaa(history.core, inputs, seed, settle)
     trace = warm_up(history.core, inputs, steps, lr, seed)
-    return WarmupResult(before, measure_vaa(history.core, inputs, seed), trace)
+    return WarmupResult(before, measure_vaa(history.core, inputs, seed, settle), trace)

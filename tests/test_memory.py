@@ -4,7 +4,6 @@ raises it, and a learner with a BMRU core through training, warmup and a checkpo
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -175,16 +174,3 @@ def test_learner_trains_with_bmru_warms_up_fresh_and_its_checkpoint_acts_alike(t
 
     with pytest.raises(RuntimeError, match="fresh learner"):
         trainer.learner.warm_up(trainer.batch())
-
-
-def test_a_loaded_learner_keeps_its_weights_without_warmup(tmp_path) -> None:
-    """load_learner rebuilds the networks and loads them; the warmup option in the card changes nothing."""
-    demos = sim.collect_demos("tmaze", 3, seed=1, task_config=TaskConfig(max_episode_steps=12))
-    spec = ObsSpec.from_episode(demos[0])
-    config = dataclasses.replace(LearnerConfig(batch_size=4, seq_len=4, burn_in=2), warmup_steps=3)
-    trainer = Trainer(spec, TrainerConfig(learner=config), demos, seed=0)
-    trainer.save(tmp_path / "ckpt", "tmaze")
-    loaded, card = load_learner(tmp_path / "ckpt", "tmaze")
-    assert card.config.warmup_steps == 3
-    for name, value in trainer.learner.actor.state_dict().items():
-        assert torch.equal(value, loaded.actor.state_dict()[name])
