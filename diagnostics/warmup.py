@@ -49,8 +49,8 @@ class WarmupDiagnosisConfig:
     demos: int = 16  # scripted demos of the task, whose windows feed the cores
     windows: int = 32  # windows drawn from the demos: the n of the VAA, whose floor is 1/n
     steps: int = 100  # warmup steps taken on each core after the first measure
-    lr: float = 1e-2  # Adam step size of the warmup
-    settle: int = 2000  # steps the constant input is held before the final states are compared
+    lr: float = 3e-2  # Adam step size of the warmup (the learner's default warmup_lr)
+    settle: int = 10_000  # steps the constant input is held before the final states are compared
     seed: int = 0  # demos, windows, initial weights and the constant inputs
     out: str = ""  # where the report goes (default: <run>/diagnostics, or diagnostics/ for fresh cores)
 

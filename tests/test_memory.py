@@ -116,14 +116,15 @@ def test_vaa_counts_distinct_attractors_and_its_relaxation_is_differentiable() -
 
 
 def test_warmup_raises_a_grus_reachable_multistability() -> None:
-    """A fresh GRU reaches one attractor (VAA 1/n); 100 warmup steps give it several."""
+    """A fresh GRU ends in one attractor (VAA 1/n) after the paper's 10,000 steps of a constant input;
+    100 warmup steps (which see at most 200 steps) give it many that last that long."""
     core = GRUCore(8, 16)
     inputs = torch.tanh(torch.randn(32, 16, 8))
-    before = measure_vaa(core, inputs, steps=500, draws=3)
-    history = warm_up(core, inputs, steps=100, lr=1e-2)
-    after = measure_vaa(core, inputs, steps=500, draws=3)
+    before = measure_vaa(core, inputs)
+    history = warm_up(core, inputs, steps=100, lr=LearnerConfig.warmup_lr)
+    after = measure_vaa(core, inputs)
     assert before == pytest.approx(1 / 32)
-    assert after > before + 0.1
+    assert after > 0.5
     assert len(history) == 100 and all(math.isfinite(v) for v in history)
 
 
