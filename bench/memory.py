@@ -1,8 +1,8 @@
-"""Memory-core speed: learner updates/s with a BMRU core (parallel scan) against a GRU (cuDNN-style
-fused loop on the CPU), on synthetic T-maze batches of sequences of 50 and 500 steps, plus the core
+"""Memory-core speed: learner updates/s with a BMRU core (parallel scan) against a GRU (torch's native
+loop over time steps), on synthetic T-maze batches of sequences of 50 and 500 steps, plus the core
 alone (forward + backward). Prints JSON.
 
-    python -m bench.memory [--lengths 50 500] [--updates 10] [--cores gru bmru] [--threads 1]
+    python -m bench.memory [--lengths 50 500] [--rounds 5] [--updates 3] [--cores gru bmru] [--threads 1]
 
 The learner is the T-maze preset's (core_hidden 32, batch 32 sequences, AAWR); a batch holds
 `length` trained steps and no burn-in. Success on the T-maze comes from `bench.learning` rows (see
@@ -66,16 +66,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--cores", nargs="+", default=["gru", "bmru"])
-    parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--updates", type=int, default=3, help="updates timed per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = load_config(PretrainConfig, PRESETS / "tmaze.yaml").learner
     rng = np.random.default_rng(0)
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for core in args.cores:
-        for length in args.lengths:
+    results: dict[str, dict[str, dict[str, float]]] = {core: {} for core in args.cores}
+    for length in args.lengths:
+        steps: dict[str, dict[str, Callable[[], object]]] = {}
+        for core in args.cores:
             config = dataclasses.replace(
                 preset,
                 algorithm="aawr",
@@ -93,10 +95,21 @@ def main() -> None:
                 y, _ = recurrent(inputs, recurrent.initial_state(inputs.shape[0]))
                 y.sum().backward()
 
-            updates = rate(lambda learner=learner, batch=batch: learner.update(batch), args.updates)
-            results.setdefault(core, {})[str(length)] = {
-                "updates_per_s": round(updates, 2),
-                "core_fwd_bwd_per_s": round(rate(core_pass, 3 * args.updates), 1),
+            steps[core] = {
+                "updates": lambda learner=learner, batch=batch: learner.update(batch),
+                "core": core_pass,
+            }
+        # Rounds alternate between the cores, so a change in the machine's load hits them alike; the
+        # median round is reported.
+        rates: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for core, timed in steps.items():
+                rates.setdefault((core, "updates"), []).append(rate(timed["updates"], args.updates))
+                rates.setdefault((core, "core"), []).append(rate(timed["core"], 3 * args.updates))
+        for core in args.cores:
+            results[core][str(length)] = {
+                "updates_per_s": round(float(np.median(rates[core, "updates"])), 2),
+                "core_fwd_bwd_per_s": round(float(np.median(rates[core, "core"])), 1),
             }
 
     print(json.dumps({
@@ -104,6 +117,8 @@ def main() -> None:
         "batch": f"{preset.batch_size} sequences x length steps, no burn-in; T-maze preset networks",
         "core_hidden": preset.network.core_hidden,
         "threads": args.threads,
+        "timing": f"median of {args.rounds} alternating rounds of {args.updates} updates "
+        f"(and {3 * args.updates} core passes)",
         "results": results,
         "bmru_speedup": {
             n: round(results["bmru"][n]["updates_per_s"] / results["gru"][n]["updates_per_s"], 2)
