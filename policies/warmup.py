@@ -56,8 +56,8 @@ def vaa_star(final: Tensor, tolerance: float = TOLERANCE) -> Tensor:
 def start_states(core: RecurrentCore, inputs: Tensor, generator: torch.Generator) -> Tensor:
     """The state after a prefix of random length (1..T) of each input sequence [n, T, D] -> [n, S]."""
     n, steps = inputs.shape[:2]
-    lengths = torch.randint(1, steps + 1, (n, 1), generator=generator)
-    state = core.initial_state(n)
+    lengths = torch.randint(1, steps + 1, (n, 1), generator=generator).to(inputs.device)
+    state = core.initial_state(n, inputs.device)
     for t in range(steps):  # all sequences step together; each keeps its state once its prefix ends
         state = torch.where(t < lengths, core(inputs[:, t : t + 1], state)[1], state)
     return state
@@ -65,7 +65,8 @@ def start_states(core: RecurrentCore, inputs: Tensor, generator: torch.Generator
 
 def final_states(core: RecurrentCore, start: Tensor, steps: int, generator: torch.Generator) -> Tensor:
     """The states after `steps` steps of one constant input u ~ N(0, I), the same for every run."""
-    u = torch.randn(1, 1, core.in_dim, generator=generator).expand(start.shape[0], steps, core.in_dim)
+    u = torch.randn(1, 1, core.in_dim, generator=generator).to(start.device)  # drawn on the CPU
+    u = u.expand(start.shape[0], steps, core.in_dim)
     return core(u, start)[1]
 
 
