@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CoreType = Literal["gru", "lstm", "brc", "nbrc", "framestack"]
+# gru, lstm; brc, nbrc: the bistable cells of Vecoven et al. 2021; bmru: a bistable memory recurrent
+# unit, trained by a parallel scan (see policies.networks.BMRUCore); framestack: no recurrence
+CoreType = Literal["gru", "lstm", "brc", "nbrc", "bmru", "framestack"]
 Algorithm = Literal["aawr", "aawr-state", "awr", "bc"]
 Weighting = Literal["exp", "indicator"]
 ActionSampling = Literal["mode", "component", "full"]  # how a policy picks its action: see ActionMixture.act
@@ -23,6 +25,10 @@ class NetworkConfig:
     policy_modes: int = 5  # Gaussian mixture components of the policy (1: a plain Gaussian)
     critic_ensemble: int = 2  # Q heads; targets and advantages take their minimum
     drq_pad: int = 2  # DrQ random-shift augmentation, in pixels (0 turns it off)
+    # Share of the core's units that the learner's warmup tunes (learner.warmup_steps). Below 1 the core
+    # is a double layer: two cores side by side, of round(f * core_hidden) units (warmed) and the rest
+    # (left as initialised), the partial warmup of Lambrechts et al. 2023 (they use 0.5).
+    warmup_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         widths = (self.core_hidden, self.head_hidden, self.image_features, self.vector_hidden)
@@ -36,6 +42,19 @@ class NetworkConfig:
             raise ValueError("policy_modes must be >= 1")
         if self.framestack < 1:
             raise ValueError("framestack must be >= 1")
+        if not 0.0 < self.warmup_fraction <= 1.0:
+            raise ValueError(f"warmup_fraction must lie in (0, 1], got {self.warmup_fraction}")
+        if self.warmup_fraction < 1.0 and not 1 <= self.warmed_units < self.core_hidden:
+            raise ValueError(
+                f"warmup_fraction {self.warmup_fraction} of core_hidden {self.core_hidden} leaves one of "
+                "the double layer's two cores without units"
+            )
+        if self.warmup_fraction < 1.0 and self.core == "framestack":
+            raise ValueError("the framestack core has no recurrence to warm up: keep warmup_fraction 1")
+
+    @property
+    def warmed_units(self) -> int:
+        return round(self.warmup_fraction * self.core_hidden)
 
 
 @dataclass
@@ -69,6 +88,14 @@ class LearnerConfig:
     # agent has not yet observed (the T-maze's goal) lets the critic credit lucky guesses; a key
     # that summarises what the agent could know (its belief) spares the critic learning memory.
     critic_privileged_keys: list[str] | None = None
+    # Warmup of the recurrent cores before training (Lambrechts et al. 2023; policies.warmup): Adam
+    # steps that raise the differentiable variability amongst attractors of the actor's core (and the
+    # critic's history core) on the demos' inputs. Only a freshly built learner is warmed up, never one
+    # loaded from a checkpoint. 0: off; the paper uses about 100.
+    warmup_steps: int = 0
+    # Adam step size of the warmup. On the T-maze preset's GRU, 3e-2 gave VAA 1 at 10,000 steps; 1e-2
+    # mostly slowed the decay (VAA ~0.05 at 10,000 steps, ~1 at 200).
+    warmup_lr: float = 3e-2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.expectile < 1.0:
@@ -89,6 +116,10 @@ class LearnerConfig:
             raise ValueError(f"advantage_scale_floor must be > 0, got {self.advantage_scale_floor}")
         if self.critic_privileged_keys is not None and not self.critic_privileged_keys:
             raise ValueError("critic_privileged_keys must name at least one key (or be null for all)")
+        if self.warmup_steps < 0 or not self.warmup_lr > 0:
+            raise ValueError("warmup_steps must be >= 0 and warmup_lr > 0")
+        if self.warmup_steps and self.network.core == "framestack":
+            raise ValueError("the framestack core has no recurrence to warm up: set warmup_steps 0")
 
     @property
     def uses_critic(self) -> bool:

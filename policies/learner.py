@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from policies.config import LearnerConfig, Weighting
-from policies.networks import Actor, Critic, ObsSpec
+from policies.networks import Actor, Critic, HistoryEncoder, ObsSpec
 from policies.replay import SequenceBatch
+from policies.warmup import warm_up_history
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -163,6 +164,28 @@ class Learner:
             "weights/ess": effective_sample_size(weights, mask).item(),
         })  # fmt: skip
         return losses, metrics
+
+    def warm_up(self, batch: SequenceBatch) -> dict[str, float]:
+        """The warmup of `config.warmup_steps` (policies.warmup) on the actor's core and the critic's
+        history core, fed the encoded onboard windows of `batch` (demos). Call it on a fresh learner,
+        before any update: the moving-average policy and the target critic restart from the result.
+        Returns the VAA of each core before and after (warmup/<network>_vaa_before, _after)."""
+        if self.updates:
+            raise RuntimeError(f"warmup is for a fresh learner; this one has {self.updates} updates")
+        onboard = batch_to_torch(batch, self.device)["onboard"]
+        histories: dict[str, HistoryEncoder] = {"actor": self.actor.history}
+        if self.critic is not None and self.critic.history is not None:
+            histories["critic"] = self.critic.history
+        metrics = {}
+        for name, history in histories.items():
+            result = warm_up_history(history, onboard, self.config.warmup_steps, self.config.warmup_lr)
+            metrics[f"warmup/{name}_vaa_before"] = result.vaa_before
+            metrics[f"warmup/{name}_vaa_after"] = result.vaa_after
+        if self.policy is not self.actor:
+            self.policy.load_state_dict(self.actor.state_dict())
+        if self.critic is not None:
+            self.target_critic.load_state_dict(self.critic.state_dict())
+        return metrics
 
     def update(self, batch: SequenceBatch) -> dict[str, float]:
         losses, metrics = self.losses(batch_to_torch(batch, self.device))

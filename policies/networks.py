@@ -165,6 +165,7 @@ class PartEncoder(nn.Module):
 
 
 class RecurrentCore(nn.Module):
+    in_dim: int
     out_dim: int
     state_dim: int
 
@@ -176,7 +177,7 @@ class GRUCore(RecurrentCore):
     def __init__(self, in_dim: int, hidden: int) -> None:
         super().__init__()
         self.rnn = nn.GRU(in_dim, hidden, batch_first=True)
-        self.out_dim = self.state_dim = hidden
+        self.in_dim, self.out_dim, self.state_dim = in_dim, hidden, hidden
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         y, h = self.rnn(x, state[None].contiguous())
@@ -189,7 +190,7 @@ class LSTMCore(RecurrentCore):
     def __init__(self, in_dim: int, hidden: int) -> None:
         super().__init__()
         self.rnn = nn.LSTM(in_dim, hidden, batch_first=True)
-        self.out_dim, self.state_dim = hidden, 2 * hidden
+        self.in_dim, self.out_dim, self.state_dim = in_dim, hidden, 2 * hidden
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         h, c = state.chunk(2, dim=-1)
@@ -215,7 +216,7 @@ class BistableCore(RecurrentCore):
         else:
             self.memory_diag = nn.Parameter(torch.empty(2 * hidden).uniform_(-1.0, 1.0))
         self.neuromodulated = neuromodulated
-        self.out_dim = self.state_dim = hidden
+        self.in_dim, self.out_dim, self.state_dim = in_dim, hidden, hidden
 
     def _memory(self, h: Tensor) -> Tensor:
         return self.memory(h) if self.neuromodulated else self.memory_diag * h.repeat(1, 2)
@@ -253,15 +254,116 @@ class FrameStackCore(RecurrentCore):
         return y, history[:, t:].reshape(b, self.state_dim)
 
 
+def affine_scan(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """Every h_t of h_t = a_t * h_{t-1} + b_t (elementwise), by a parallel prefix scan.
+
+    a, b: [B, T, H]; h0: [B, H] -> h: [B, T, H]. The step maps f_t(h) = a_t h + b_t compose
+    associatively, (f_j o f_i)(h) = a_j a_i h + (a_j b_i + b_j), so a Hillis-Steele scan finds all
+    prefixes f_t o ... o f_1 in ceil(log2 T) rounds of elementwise work over the whole sequence
+    (O(T log T) work, O(log T) depth) instead of T dependent steps. h0 is folded into the first
+    offset, so the offsets of the prefixes are the states.
+    """
+    b = torch.cat([a[:, :1] * h0[:, None] + b[:, :1], b[:, 1:]], dim=1)
+    shift = 1
+    while shift < b.shape[1]:  # out of place: autograd keeps every round
+        b = torch.cat([b[:, :shift], a[:, shift:] * b[:, :-shift] + b[:, shift:]], dim=1)
+        a = torch.cat([a[:, :shift], a[:, shift:] * a[:, :-shift]], dim=1)
+        shift *= 2
+    return b
+
+
+class BMRUCore(RecurrentCore):
+    """A bistable memory recurrent unit: quantised states with hysteresis, trained by a parallel scan.
+
+    From De Geeter, Lambrechts, Ernst, Drion (2026), "Parallelizable memory recurrent units", as its
+    abstract and later work (Brandoit et al. 2026) describe it: a memory recurrent unit drops the
+    transient dynamics of a nonlinear RNN and keeps only its multistability, so each unit's state
+    jumps between stable states and holds them; the bistable one (BMRU) has quantised states with
+    hysteresis and is computed by the parallel scan; a state update blocks the gradient. The paper's
+    own equations were not available here: the ones below are this project's design, built to have
+    those properties, and are not claimed to match the paper's.
+
+        z_t    = W_z x_t + c_z                   drive, from the input only
+        beta_t = softplus(W_b x_t + c_b)         half-width of the hysteresis band, from the input only
+        a_t    = 1[|z_t| <= beta_t]              1: inside the band, hold; 0: switch
+        h_t    = a_t h_{t-1} + (1 - a_t) sign(z_t)
+        y_t    = [h_t, x_t]                      the state, and the input skipped past it (the D u_t of SSMs)
+
+    Each unit has two stable states, -1 and +1 (0 only until its first switch): a drive past the
+    band sets one, anything inside the band holds it, with no decay, so a bit stays for as long as
+    the input stays inside the band (under zero input, |c_z| <= softplus(c_b), as at initialisation).
+    Since a_t and the switch target depend on x_t alone, h_t = a_t h_{t-1} + b_t is an affine
+    recurrence, and a whole sequence runs through `affine_scan`; one step at a time (the policy
+    runner) is the same recurrence with T = 1.
+
+    The forward pass is exactly the hard recurrence; the backward pass takes straight-through
+    surrogate gradients, d a_t ~ d sigmoid(beta_t - |z_t|) and d sign(z_t) ~ d tanh(z_t), since the
+    step functions' own gradient is zero. Through a hold, dh_t/dh_{t-1} = 1 exactly.
+    """
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.inputs = nn.Linear(in_dim, 2 * hidden)  # W_z, W_b in one matmul
+        self.in_dim, self.out_dim, self.state_dim = in_dim, hidden + in_dim, hidden
+
+    def step_maps(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(a_t, b_t) of h_t = a_t h_{t-1} + b_t for inputs x [B, T, D]."""
+        z, width = self.inputs(x).chunk(2, dim=-1)
+        beta = nn.functional.softplus(width)
+        hold_soft = torch.sigmoid(beta - z.abs())
+        hold = hold_soft + ((z.abs() <= beta).float() - hold_soft).detach()
+        level_soft = torch.tanh(z)
+        level = level_soft + (torch.sign(z) - level_soft).detach()
+        return hold, (1.0 - hold) * level
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h = affine_scan(*self.step_maps(x), state)
+        return torch.cat([h, x], dim=-1), h[:, -1]
+
+
+class SplitCore(RecurrentCore):
+    """Two cores side by side on the same input, outputs and states concatenated: the double layer of
+    Lambrechts et al. (2023), whose partial warmup warms `warmed` and leaves `cold` as initialised
+    (the warmed part gives reachable multistability, the cold part keeps precision)."""
+
+    def __init__(self, warmed: RecurrentCore, cold: RecurrentCore) -> None:
+        super().__init__()
+        self.warmed, self.cold = warmed, cold
+        self.in_dim = warmed.in_dim
+        self.out_dim = warmed.out_dim + cold.out_dim
+        self.state_dim = warmed.state_dim + cold.state_dim
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        y_warm, s_warm = self.warmed(x, state[:, : self.warmed.state_dim])
+        y_cold, s_cold = self.cold(x, state[:, self.warmed.state_dim :])
+        return torch.cat([y_warm, y_cold], dim=-1), torch.cat([s_warm, s_cold], dim=-1)
+
+
 def make_core(in_dim: int, config: NetworkConfig) -> RecurrentCore:
+    if config.warmup_fraction < 1.0:
+        warmed = config.warmed_units
+        return SplitCore(
+            _single_core(in_dim, warmed, config), _single_core(in_dim, config.core_hidden - warmed, config)
+        )
+    return _single_core(in_dim, config.core_hidden, config)
+
+
+def warmed_core(core: RecurrentCore) -> RecurrentCore:
+    """The part of a core that the warmup tunes: all of it, or the warmed half of a double layer."""
+    return core.warmed if isinstance(core, SplitCore) else core
+
+
+def _single_core(in_dim: int, hidden: int, config: NetworkConfig) -> RecurrentCore:
     if config.core == "gru":
-        return GRUCore(in_dim, config.core_hidden)
+        return GRUCore(in_dim, hidden)
     if config.core == "lstm":
-        return LSTMCore(in_dim, config.core_hidden)
+        return LSTMCore(in_dim, hidden)
     if config.core in ("brc", "nbrc"):
-        return BistableCore(in_dim, config.core_hidden, neuromodulated=config.core == "nbrc")
+        return BistableCore(in_dim, hidden, neuromodulated=config.core == "nbrc")
+    if config.core == "bmru":
+        return BMRUCore(in_dim, hidden)
     if config.core == "framestack":
-        return FrameStackCore(in_dim, config.core_hidden, config.framestack)
+        return FrameStackCore(in_dim, hidden, config.framestack)
     raise ValueError(f"unknown recurrent core {config.core!r}")
 
 

@@ -67,7 +67,8 @@ class Trainer:
         version: int = 0,
     ) -> None:
         """`learner`, `version`: continue from a checkpoint (`load_learner` and its card's version),
-        so the versions the policy node sees keep increasing."""
+        so the versions the policy node sees keep increasing. A learner built here is first warmed up
+        on a batch of demos when `learner.warmup_steps` says so (`warmup_metrics` then holds its VAAs)."""
         if not demos:
             raise ValueError("the trainer needs at least one demonstration episode")
         self.config = config
@@ -77,6 +78,9 @@ class Trainer:
         self.demos.extend(demos)
         self.online = SequenceReplay(lc.seq_len, lc.burn_in, capacity_episodes=config.online_capacity)
         self.rng = np.random.default_rng(seed)
+        self.warmup_metrics: dict[str, float] = {}
+        if learner is None and lc.warmup_steps:
+            self.warmup_metrics = self.learner.warm_up(self.demos.sample(lc.batch_size, self.rng))
         self.is_online = False
         self.online_episodes = 0
         self.online_steps = 0

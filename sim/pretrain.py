@@ -172,6 +172,8 @@ def run_one(
     writer = SummaryWriter(str(run_dir / "tensorboard" / name))
     config = dataclasses.replace(cfg, learner=dataclasses.replace(cfg.learner, algorithm=algorithm))
     trainer = Trainer(ObsSpec.from_episode(demos[0]), config, demos, seed)
+    for tag, value in trainer.warmup_metrics.items():
+        writer.add_scalar(tag, value, 0)
     last, best = run_dir / "checkpoints" / name, run_dir / "checkpoints" / f"{name}-best"
     validation_seeds = [validation_seed(i) for i in range(cfg.eval_episodes)]
     curve: list[CurvePoint] = []
