@@ -8,13 +8,17 @@ that the onboard history h does not (Ebi, Lambrechts, Ernst et al. 2025, "Inform
 Actor-Critic"). From a folder of episodes (demos, recordings), for every non-empty subset S of the
 candidate privileged keys, two measures of that:
 
-(b) the gain of a critic that sees i_S. Return-to-go critics, V(h_t) and V(h_t, i_S,t) (the
-    learner's history encoder, plus its privileged encoder for the second), are fitted by Monte
-    Carlo regression onto G_t = sum_k gamma^k r_{t+k} on all but one fold of the episodes and scored
-    by their squared error on the held-out fold. Gain per fold = MSE(V(h)) - MSE(V(h, i_S)); its mean
-    over folds is tested one-sided (gain > 0) with the corrected resampled t-test of Nadeau and Bengio
-    (2003): training sets overlap across folds, so the variance of the mean is (1/k + n_test/n_train)
-    s^2, not s^2 / k (a plain t-test across folds rejects far too often).
+(b) the gain of a critic that sees i_S. Return-to-go critics V(h_t) and V_S(h_t, i_S,t) are fitted
+    by Monte Carlo regression onto G_t = sum_k gamma^k r_{t+k} on all but one fold of the episodes
+    and scored by their squared error on the held-out fold. They share one history encoder h_t (the
+    learner's), trained by V(h)'s loss alone; each V_S is a head over h_t (held fixed for it) and
+    the learner's privileged encoder of i_S. So V_S differs from V only by what i_S adds, and one
+    recurrent pass serves every subset. (A history encoder that overfits its training returns
+    leaves the V_S heads less to explain there: the gain is then conservative.) Gain per fold =
+    MSE(V(h)) - MSE(V_S(h, i_S)); its mean over folds is tested one-sided (gain > 0) with the
+    corrected resampled t-test of Nadeau and Bengio (2003): training sets overlap across folds, so
+    the variance of the mean is (1/k + n_test/n_train) s^2, not s^2 / k (a plain t-test across folds
+    rejects far too often).
 
 (a) residual dependence. "Given the history" is handled by regression: the residual
     e_t = G_t - V(h_t) of the history-only critic, cross-fitted (each episode's residual comes from

@@ -99,6 +99,9 @@ class ProbePoint:
     estimate: MineEstimate
     validation_success: float | None  # the job's validation success at this checkpoint, if it saved one
     samples: int  # steps (hidden states) in both splits
+    # plug-in entropy of the target on the validation steps when it takes few values (the T-maze's
+    # belief: 1/2 before a reading, then 0 or 1): the ceiling of the MI; None for a continuous target
+    target_entropy: float | None
 
 
 def target_values(episode: Episode, target: str) -> np.ndarray:
@@ -176,6 +179,15 @@ def rollout_episodes(runner: PolicyRunner, envs: VectorEnv, seeds: list[int]) ->
     ]
 
 
+def discrete_entropy(values: np.ndarray, most: int = 32) -> float | None:
+    """H in nats of the rows of `values` as a discrete variable; None when more than `most` distinct."""
+    _, counts = np.unique(values, axis=0, return_counts=True)
+    if len(counts) > most:
+        return None
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 def _rows(indices: np.ndarray, arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([arrays[i] for i in indices])
 
@@ -197,7 +209,8 @@ def probe_checkpoint(
         )  # fmt: skip
         success = card.metrics.get("validation_success")
         samples = sum(len(s) for s in states)
-        points.append(ProbePoint(name, card.updates, target, estimate, success, samples))
+        entropy = discrete_entropy(_rows(validation, values))
+        points.append(ProbePoint(name, card.updates, target, estimate, success, samples, entropy))
     return points
 
 
@@ -250,16 +263,19 @@ def report(points: list[ProbePoint], cfg: ProbeConfig, job: PretrainConfig, skip
         f"{1 - cfg.validation_fraction:.0%} of the episodes, reported on the other "
         f"{cfg.validation_fraction:.0%} "
         f"(split by episode, seed {cfg.seed}); each checkpoint's episodes: {source}. Shuffled: the same "
-        "estimator with the targets shuffled across samples (its bias and noise). Nats.",
+        "estimator with the targets shuffled across samples (its bias and noise). H(target): the "
+        "target's entropy on the validation steps where it takes few values, the ceiling of the MI. Nats.",
         "",
-        "| run | updates | target | MI (validation) | MI (train) | shuffled | validation success | steps |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | updates | target | MI (validation) | MI (train) | shuffled | H(target) | validation success "
+        "| steps |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
         success = "" if p.validation_success is None else f"{p.validation_success:.0%}"
+        entropy = "" if p.target_entropy is None else f"{p.target_entropy:.3f}"
         lines.append(
             f"| {p.run} | {p.updates} | {p.target} | {p.estimate.validation:.3f} | {p.estimate.train:.3f} "
-            f"| {p.estimate.baseline:.3f} | {success} | {p.samples} |"
+            f"| {p.estimate.baseline:.3f} | {entropy} | {success} | {p.samples} |"
         )
     if skipped:
         lines += ["", "Not probed: " + "; ".join(skipped) + "."]
@@ -267,7 +283,8 @@ def report(points: list[ProbePoint], cfg: ProbeConfig, job: PretrainConfig, skip
 
 
 def plot(points: list[ProbePoint], path: Path, title: str) -> None:
-    """MI against updates, one panel per target: a line per run, its shuffled baseline dashed."""
+    """MI against updates, one panel per target: a line per run, its shuffled baseline dashed, its
+    validation success dotted (right axis), and the target's entropy (the MI's ceiling) where known."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,6 +293,8 @@ def plot(points: list[ProbePoint], path: Path, title: str) -> None:
     targets = list(dict.fromkeys(p.target for p in points))
     fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.2), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
+        success_axis = ax.twinx()
+        success_axis.set(ylabel="validation success (dotted)", ylim=(-0.02, 1.02))
         for color, name in enumerate(dict.fromkeys(p.run for p in points)):
             mine = sorted(
                 (p for p in points if p.run == name and p.target == target), key=lambda p: p.updates
@@ -284,6 +303,13 @@ def plot(points: list[ProbePoint], path: Path, title: str) -> None:
             ax.plot(xs, [p.estimate.validation for p in mine], "o-", color=f"C{color}", label=name)
             ax.plot(xs, [p.estimate.baseline for p in mine], "--", color=f"C{color}", alpha=0.6,
                     label=f"{name}, shuffled")  # fmt: skip
+            rated = [p for p in mine if p.validation_success is not None]
+            success_axis.plot([p.updates for p in rated], [p.validation_success for p in rated], ":",
+                              color=f"C{color}", alpha=0.7)  # fmt: skip
+        entropies = [p.target_entropy for p in points if p.target == target and p.target_entropy is not None]
+        if entropies:
+            ax.axhline(float(np.mean(entropies)), color="black", linestyle="-.", linewidth=0.8,
+                       label="H(target), the ceiling")  # fmt: skip
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set(xlabel="gradient updates", ylabel="MI on validation episodes (nats)", title=target)
         ax.grid(alpha=0.3)
