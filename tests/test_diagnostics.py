@@ -66,7 +66,7 @@ def test_tmaze_belief_is_the_analytic_posterior_along_whole_episodes() -> None:
     assert checked > 50  # many steps after at least one reading
 
 
-def synthetic_pomdp(folder: Path, episodes: int = 60, steps: int = 10, seed: int = 0) -> None:
+def synthetic_pomdp(folder: Path, episodes: int = 48, steps: int = 10, seed: int = 0) -> None:
     """Per episode hidden a, b (never observed) and c (observed onboard at every step, with noise);
     reward r_t = (a + c) / 2 + noise. Privileged keys: a, c, and a shuffled across episodes."""
     rng = np.random.default_rng(seed)
@@ -91,7 +91,8 @@ def synthetic_pomdp(folder: Path, episodes: int = 60, steps: int = 10, seed: int
 def test_informativeness_flags_the_signals_the_return_depends_on_given_the_history(tmp_path, capsys) -> None:
     synthetic_pomdp(tmp_path / "episodes")
     settings = [
-        f"data={tmp_path / 'episodes'}", "folds=3", "permutations=200", "critic.updates=300",
+        f"data={tmp_path / 'episodes'}", "folds=3", "permutations=100", "steps_per_episode=6",
+        "critic.updates=200",
         "critic.network.core_hidden=16", "critic.network.vector_hidden=16", "critic.network.head_hidden=32",
     ]  # fmt: skip
     assert cli.main(["informativeness", *settings]) == 0
