@@ -333,7 +333,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load_config(ProbeConfig, args.config, args.overrides)
         points, out = run(cfg)
-    except (ConfigError, CheckpointError, ValueError, OSError) as err:
+    except (ConfigError, CheckpointError, ValueError, KeyError, OSError) as err:  # KeyError: data's keys
         print(f"aps-diagnose probe: {err}", file=sys.stderr)
         return 2
     print(f"written to {out}: probe.md, probe.png, probe.json ({len(points)} estimates)")
