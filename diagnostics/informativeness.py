@@ -391,23 +391,23 @@ def report(
 
 
 def plot(results: list[SubsetResult], path: Path, title: str) -> None:
-    """Relative gain per subset with its per-fold spread, the HSIC p-value beside each bar."""
+    """Relative gain per subset with its per-fold spread, both p-values in its label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(results) + 1.5))
-    labels = [" + ".join(r.keys) for r in results][::-1]
-    relative = [100 * r.relative_gain for r in results][::-1]
-    spread = [100 * np.std(r.fold_gains) / r.mse_without if r.mse_without > 0 else 0 for r in results][::-1]
-    colours = ["C0" if r.hsic_p < 0.05 else "C7" for r in results][::-1]
-    ax.barh(labels, relative, xerr=spread, color=colours)
-    for y, r in enumerate(results[::-1]):
-        ax.annotate(f"  HSIC p={r.hsic_p:.3f}, gain p={r.gain_p:.3f}", (0, y), va="center", fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(results) + 1.5))
+    ranked = results[::-1]  # the best at the top
+    labels = [f"{' + '.join(r.keys)}\nHSIC p={r.hsic_p:.3f}, gain p={r.gain_p:.3f}" for r in ranked]
+    relative = [100 * r.relative_gain for r in ranked]
+    spread = [100 * np.std(r.fold_gains) / r.mse_without if r.mse_without > 0 else 0.0 for r in ranked]
+    colours = ["C0" if r.hsic_p < 0.05 else "C7" for r in ranked]
+    ax.barh(range(len(ranked)), relative, xerr=spread, color=colours)
+    ax.set_yticks(range(len(ranked)), labels, fontsize=8)
     ax.axvline(0.0, color="grey", linewidth=0.8)
     ax.set(
-        xlabel="return-prediction error removed by the signal (% of V(h)'s), blue: HSIC p < 0.05", title=title
+        xlabel="return-prediction error the signal removes (% of V(h)'s; blue: HSIC p < 0.05)", title=title
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
