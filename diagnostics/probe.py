@@ -185,7 +185,7 @@ def discrete_entropy(values: np.ndarray, most: int = 32) -> float | None:
     if len(counts) > most:
         return None
     p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return float(max(0.0, -(p * np.log(p)).sum()))  # a constant target: 0, not -0
 
 
 def _rows(indices: np.ndarray, arrays: list[np.ndarray]) -> np.ndarray:
