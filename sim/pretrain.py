@@ -43,6 +43,7 @@ from sim.vector import VectorEnv, rollout
 
 PRESETS = Path(__file__).parent / "presets"
 LOG_EVERY = 50  # updates between TensorBoard points of the training metrics
+SERIES = "-series"  # checkpoints/<algorithm>-seed<seed>-series/updates-<k>: keep_checkpoints' folders
 
 
 @dataclass
@@ -71,6 +72,10 @@ class PretrainConfig(TrainerConfig):
     # machine's core count (0: every core)
     threads: int = 2
     out_dir: str = "runs"  # each run writes a time-stamped folder here
+    # Also keep the initial weights and the checkpoint of every validation point, each in its own
+    # folder under checkpoints/<algorithm>-seed<seed>-series/ (`checkpoint_series` lists them): what
+    # diagnostics over training read (aps-diagnose probe). Off: only the last and the best are kept.
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,6 +180,7 @@ def run_one(
     for tag, value in trainer.warmup_metrics.items():
         writer.add_scalar(tag, value, 0)
     last, best = run_dir / "checkpoints" / name, run_dir / "checkpoints" / f"{name}-best"
+    series = run_dir / "checkpoints" / f"{name}{SERIES}"
     validation_seeds = [validation_seed(i) for i in range(cfg.eval_episodes)]
     curve: list[CurvePoint] = []
     stopped = ""
@@ -187,6 +193,8 @@ def run_one(
         writer.add_scalar("eval/success", point.success, trainer.updates)
         metrics = {"validation_success": point.success, "seed": seed}
         trainer.save(last, cfg.task, metrics)
+        if cfg.keep_checkpoints:
+            trainer.save(series / f"updates-{trainer.updates:07d}", cfg.task, metrics)
         if point.success > max((p.success for p in curve), default=-1.0):
             trainer.save(best, cfg.task, metrics)
         curve.append(point)
@@ -204,6 +212,8 @@ def run_one(
         cfg.offline_updates
         + cfg.online_rounds * cfg.num_envs * cfg.env.max_episode_steps * cfg.updates_per_step
     )
+    if cfg.keep_checkpoints:  # the initial weights: where a curve over training starts
+        trainer.save(series / "updates-0000000", cfg.task, {"seed": seed})
     try:
         with tqdm(total=int(budget), desc=name, unit="upd", dynamic_ncols=True, disable=not progress) as bar:
             train(cfg.offline_updates, bar)
@@ -242,6 +252,13 @@ def run_one(
         time.perf_counter() - started, curve, str(chosen), updates,
         float(np.mean([d.success for d in demos])), stopped,
     )  # fmt: skip
+
+
+def checkpoint_series(run_dir: str | Path, name: str) -> list[Path]:
+    """The checkpoints kept over training by the run `name` (e.g. "aawr-seed0") of the job in
+    `run_dir` (`keep_checkpoints`), in order of updates; empty when it kept none."""
+    folder = Path(run_dir) / "checkpoints" / f"{name}{SERIES}"
+    return sorted(folder.glob("updates-*")) if folder.is_dir() else []
 
 
 def run(cfg: PretrainConfig, ray_address: str | None = None) -> tuple[list[RunResult], Path]:
