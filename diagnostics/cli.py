@@ -12,9 +12,17 @@ a short report (Markdown and a PNG) into <run>/diagnostics/ unless told otherwis
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from apsconfig import ConfigError, config_help, load_config
+
+C = TypeVar("C")
 
 COMMANDS = {
     "probe": "mutual information between a policy's hidden state and the belief, over training",
@@ -27,6 +35,35 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {about}" for name, about in COMMANDS.items()]
     return "usage: aps-diagnose <command> [key=value ...]\n\ncommands:\n" + "\n".join(lines)
+
+
+def run_command(
+    name: str,
+    doc: str,
+    config_class: type[C],
+    example: str,
+    argv: list[str],
+    run: Callable[[C], str],
+    errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """One command's main: its settings (--config YAML, key=value overrides, --help listing every
+    field), then `run`, whose returned line is printed; a bad setting or input (ConfigError,
+    ValueError, OSError and `errors`) is one line on stderr and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog=f"aps-diagnose {name}",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1] + "\n" + config_help(config_class),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help=f"a YAML file of {config_class.__name__}")
+    parser.add_argument("overrides", nargs="*", help=f"key=value settings, e.g. {example}")
+    args = parser.parse_args(argv)
+    try:
+        print(run(load_config(config_class, args.config, args.overrides)))
+    except (ConfigError, ValueError, OSError, *errors) as err:
+        print(f"aps-diagnose {name}: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,12 +38,10 @@ in every episode, so a permutation moves aligned blocks). Writes informativeness
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +50,7 @@ import torch
 from scipy import stats
 from torch import Tensor, nn
 
-from apsconfig import ConfigError, config_help, load_config
+from diagnostics.cli import run_command
 from policies.episodes import Episode, EpisodeDataset, EpisodeFormatError
 from policies.networks import HistoryEncoder, KeySpec, NetworkConfig, ObsSpec, PartEncoder, mlp
 
@@ -415,21 +413,10 @@ def plot(results: list[SubsetResult], path: Path, title: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="aps-diagnose informativeness",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1] + "\n" + config_help(InformativenessConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, help="a YAML file of InformativenessConfig")
-    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. run=runs/x keys=[object_pos]")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(InformativenessConfig, args.config, args.overrides)
+    def report(cfg: InformativenessConfig) -> str:
         _, out = run(cfg)
-    except (ConfigError, ValueError, OSError) as err:
-        print(f"aps-diagnose informativeness: {err}", file=sys.stderr)
-        return 2
-    print((out / "informativeness.md").read_text())
-    print(f"written to {out}: informativeness.md, informativeness.png, informativeness.json")
-    return 0
+        table = (out / "informativeness.md").read_text()
+        return f"{table}\nwritten to {out}: informativeness.md, informativeness.png, informativeness.json"
+
+    return run_command("informativeness", __doc__, InformativenessConfig, "run=runs/x keys=[object_pos]",
+                       argv, report)  # fmt: skip

@@ -22,11 +22,9 @@ into `<run>/diagnostics/` (or `out`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,7 +33,8 @@ import numpy as np
 import torch
 
 import sim
-from apsconfig import ConfigError, config_help, load_config
+from apsconfig import load_config
+from diagnostics.cli import run_command
 from diagnostics.mine import MineConfig, MineEstimate, mutual_information
 from policies.checkpoint import CheckpointCard, CheckpointError, PolicyRunner, load_learner
 from policies.config import ActionSampling
@@ -321,20 +320,10 @@ def plot(points: list[ProbePoint], path: Path, title: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="aps-diagnose probe",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1] + "\n" + config_help(ProbeConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, help="a YAML file of ProbeConfig")
-    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. run=runs/x targets=[belief]")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(ProbeConfig, args.config, args.overrides)
+    def report(cfg: ProbeConfig) -> str:
         points, out = run(cfg)
-    except (ConfigError, CheckpointError, ValueError, KeyError, OSError) as err:  # KeyError: data's keys
-        print(f"aps-diagnose probe: {err}", file=sys.stderr)
-        return 2
-    print(f"written to {out}: probe.md, probe.png, probe.json ({len(points)} estimates)")
-    return 0
+        return f"written to {out}: probe.md, probe.png, probe.json ({len(points)} estimates)"
+
+    # KeyError: a replayed dataset without the target's key
+    return run_command("probe", __doc__, ProbeConfig, "run=runs/x targets=[belief]", argv, report,
+                       (CheckpointError, KeyError))  # fmt: skip

@@ -16,7 +16,6 @@ and warmup.json into `<run>/diagnostics/` (a checkpoint's run, or `out`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 import sim
-from apsconfig import ConfigError, config_help, load_config
+from apsconfig import ConfigError, load_config
+from diagnostics.cli import run_command
 from policies.checkpoint import CheckpointError, load_learner
 from policies.config import CoreType
 from policies.learner import Learner, batch_to_torch
@@ -179,23 +179,12 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="aps-diagnose warmup",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1] + "\n" + config_help(WarmupDiagnosisConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", type=Path, help="a YAML file of WarmupDiagnosisConfig")
-    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. preset=tmaze cores=[gru,bmru]")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(WarmupDiagnosisConfig, args.config, args.overrides)
+    def report(cfg: WarmupDiagnosisConfig) -> str:
         rows, out = diagnose(cfg)
-    except (ConfigError, CheckpointError, ValueError, OSError) as err:
-        print(f"aps-diagnose warmup: {err}", file=sys.stderr)
-        return 2
-    print(f"written to {out}: warmup.md, warmup.png, warmup.json ({len(rows)} cores)")
-    return 0
+        return f"written to {out}: warmup.md, warmup.png, warmup.json ({len(rows)} cores)"
+
+    return run_command("warmup", __doc__, WarmupDiagnosisConfig, "preset=tmaze cores=[gru,bmru]", argv,
+                       report, (CheckpointError,))  # fmt: skip
 
 
 if __name__ == "__main__":
