@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from policies.dataset_tools import episode_digest
 from policies.episodes import EpisodeDataset, EpisodeFile, EpisodeFormatError
 
 MAGIC = b"APSE"
@@ -54,14 +55,6 @@ class Chunk:
     payload: bytes
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def episode_chunks(
     path: str | Path, transfer: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[bytes]:
@@ -70,7 +63,7 @@ def episode_chunks(
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
     attrs = EpisodeFile(path).attrs  # a file that is no episode is not sent
-    size, sha256 = path.stat().st_size, file_sha256(path)
+    size, sha256 = path.stat().st_size, episode_digest(path)
     count = max(1, -(-size // chunk_bytes))
     with open(path, "rb") as handle:
         for index in range(count):

@@ -40,10 +40,10 @@ from robot_nodes.episode_video import write_episode_video
 from robot_nodes.eval_plan import Plan, PlannedTrial, PolicyEntry
 from robot_nodes.eval_records import SessionFolder
 from robot_nodes.eval_session import Ending, EvalError, SavedTrial, TrialFacts, TrialStats
-from robot_nodes.graph_client import call_sim_reset, wait_until
+from robot_nodes.graph_client import add_to_core, call_sim_reset, keep_event, wait_until
 from robot_nodes.messages import EpisodeEvent, MessageError
 from robot_nodes.qos import command_qos, latched_qos
-from robot_nodes.recorder_core import EpisodeRecord, RecorderCore, RecorderError
+from robot_nodes.recorder_core import EpisodeRecord, RecorderCore
 from robot_nodes.recorder_node import subscribe_streams
 from robot_nodes.recorder_streams import RecorderNodeConfig, StreamDecoder
 
@@ -194,18 +194,10 @@ class RosEvalBackend:
                 if self.seen_ns is None and decoded.arrays[self.sight_key[0]][self.sight_key[1]] > 0.5:
                     self.seen_ns = stamp
             if self.feeding:
-                try:
-                    self.core.add(topic, stamp, decoded.arrays)
-                except RecorderError as err:
-                    self.node.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)
+                add_to_core(self.core, self.node, topic, stamp, decoded.arrays)
 
     def on_event(self, msg: String) -> None:
-        try:
-            event = EpisodeEvent.from_msg(msg)
-        except MessageError:
-            return
-        with self.lock:
-            self.events[(event.kind, event.episode)] = event
+        keep_event(self.events, self.lock, msg)
 
     def on_selected(self, msg: String) -> None:
         with self.lock:

@@ -1,15 +1,23 @@
 """What aps-record and aps-eval share as clients of a running graph: waiting on it with a deadline,
-and the sim robot's reset service, which refuses until its lockstep graph is connected."""
+the sim robot's reset service (it refuses until its lockstep graph is connected), its episode
+events, and feeding the in-process recorder core from the callbacks."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 from rclpy.client import Client
+from rclpy.node import Node
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
+
+from robot_nodes.messages import EpisodeEvent, MessageError
+from robot_nodes.recorder_core import RecorderCore, RecorderError
 
 T = TypeVar("T")
 
@@ -43,3 +51,25 @@ def call_sim_reset(
         if time.monotonic() > deadline:
             raise refused(f"the sim robot's reset refused: {response.message}")
         time.sleep(0.2)
+
+
+def keep_event(events: dict[tuple[str, int], EpisodeEvent], lock: threading.Lock, msg: String) -> None:
+    """An `episode_events` message into `events` by (kind, episode); a malformed one is dropped (its
+    sender is the one to log it)."""
+    try:
+        event = EpisodeEvent.from_msg(msg)
+    except MessageError:
+        return
+    with lock:
+        events[(event.kind, event.episode)] = event
+
+
+def add_to_core(
+    core: RecorderCore, node: Node, topic: str, stamp_ns: int, arrays: dict[str, np.ndarray]
+) -> None:
+    """A stream's frame into the recorder core; one it refuses is a throttled warning, so a bad frame
+    never ends the ROS callback that brought it."""
+    try:
+        core.add(topic, stamp_ns, arrays)
+    except RecorderError as err:
+        node.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)

@@ -32,12 +32,12 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 
-from robot_nodes.graph_client import call_sim_reset, wait_until
+from robot_nodes.graph_client import add_to_core, call_sim_reset, keep_event, wait_until
 from robot_nodes.messages import EpisodeEvent, MessageError, vectors_to_msg
 from robot_nodes.qos import command_qos, latched_qos, sensor_qos
 from robot_nodes.record_cli import RecordConfig, RecordingError, action_layout, saved_path
 from robot_nodes.record_session import BackendStats, Ended
-from robot_nodes.recorder_core import RecorderCore, RecorderError
+from robot_nodes.recorder_core import RecorderCore
 from robot_nodes.recorder_node import subscribe_streams
 from robot_nodes.recorder_streams import DataClock, RecorderNodeConfig, StreamDecoder
 from robot_nodes.teleop import JoyTeleop, KeyboardTeleop, LeaderArmTeleop
@@ -129,18 +129,10 @@ class RosBackend:
                 self.add(topic, decoded.stamp_ns, decoded.arrays)
 
     def add(self, topic: str, stamp_ns: int, arrays: dict[str, np.ndarray]) -> None:
-        try:
-            self.core.add(topic, stamp_ns, arrays)
-        except RecorderError as err:
-            self.node.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)
+        add_to_core(self.core, self.node, topic, stamp_ns, arrays)
 
     def on_event(self, msg: String) -> None:
-        try:
-            event = EpisodeEvent.from_msg(msg)
-        except MessageError:
-            return
-        with self.lock:
-            self.events[(event.kind, event.episode)] = event
+        keep_event(self.events, self.lock, msg)
 
     def on_joy(self, msg: Joy) -> None:
         self.joy = (list(msg.axes), list(msg.buttons))
