@@ -194,7 +194,7 @@ class RosEvalBackend:
                 if self.seen_ns is None and decoded.arrays[self.sight_key[0]][self.sight_key[1]] > 0.5:
                     self.seen_ns = stamp
             if self.feeding:
-                add_to_core(self.core, self.node, topic, stamp, decoded.arrays)
+                add_to_core(self.core, self.node, topic, stamp, decoded.arrays, decoded.policy_version)
 
     def on_event(self, msg: String) -> None:
         keep_event(self.events, self.lock, msg)

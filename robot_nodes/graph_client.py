@@ -65,11 +65,16 @@ def keep_event(events: dict[tuple[str, int], EpisodeEvent], lock: threading.Lock
 
 
 def add_to_core(
-    core: RecorderCore, node: Node, topic: str, stamp_ns: int, arrays: dict[str, np.ndarray]
+    core: RecorderCore,
+    node: Node,
+    topic: str,
+    stamp_ns: int,
+    arrays: dict[str, np.ndarray],
+    policy_version: int | None = None,
 ) -> None:
     """A stream's frame into the recorder core; one it refuses is a throttled warning, so a bad frame
     never ends the ROS callback that brought it."""
     try:
-        core.add(topic, stamp_ns, arrays)
+        core.add(topic, stamp_ns, arrays, policy_version)
     except RecorderError as err:
         node.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)

@@ -54,6 +54,7 @@ from sim.rewards import PrivilegedReward, RewardUnavailable, StepOutcome, privil
 
 NS = 1_000_000_000
 MB = 1024 * 1024
+VERSION_KEY = "policy_version"  # the episode attribute, and the label beside `action` in a policy's messages
 RewardSource = Literal["task", "label", "stream"]
 Status = Literal["complete", "interrupted", "discarded", "empty"]
 
@@ -180,6 +181,7 @@ class EpisodeRecord:
     success: bool
     sync: SyncStats
     reason: str = ""  # why it was interrupted or is empty
+    policy_version: int | None = None  # of the last action written, when a policy's actions were recorded
 
 
 @dataclass
@@ -200,6 +202,7 @@ class _Episode:
     cursor_ns: int = -1  # the latest step-stream stamp considered
     stamps: list[int] = field(default_factory=list)  # of the observations written
     actions: list[np.ndarray] = field(default_factory=list)  # of the observations written (with one)
+    versions: list[int | None] = field(default_factory=list)  # the policy version of each action
     privileged: list[dict[str, np.ndarray]] = field(default_factory=list)
     outcomes: list[StepOutcome] = field(default_factory=list)  # of the transitions written
     used: dict[str, int] = field(default_factory=dict)  # stream -> stamp of the frame the last step used
@@ -379,9 +382,12 @@ class RecorderCore:
             self.device_lost("recorder", "shut down")
 
     # --- streams ----------------------------------------------------------------------------------
-    def add(self, stream: str, stamp_ns: int, arrays: dict[str, np.ndarray]) -> None:
+    def add(
+        self, stream: str, stamp_ns: int, arrays: dict[str, np.ndarray], policy_version: int | None = None
+    ) -> None:
         """A message of `stream` as named arrays (an image by its camera key, labelled vectors by
-        their labels, the action as `action`). RecorderError for an unknown stream or bad values."""
+        their labels, the action as `action`; a step message may say which `policy_version` computed
+        it). RecorderError for an unknown stream or bad values."""
         if stream not in self.streams:
             raise RecorderError(
                 f"{stream!r} is not a recorded stream; the recorder's streams: {sorted(self.streams)}"
@@ -405,6 +411,10 @@ class RecorderCore:
                     f"{stream}: a step message holds one array named 'action', got {sorted(arrays)}"
                 )
             arrays = {"action": np.asarray(arrays["action"], dtype=np.float32).reshape(-1)}
+            if policy_version is not None:
+                arrays[VERSION_KEY] = np.asarray(policy_version, dtype=np.int64)
+        elif policy_version is not None:
+            raise RecorderError(f"{stream}: only the step stream's messages carry a policy version")
         target.frames.append((stamp_ns, arrays))
         self._advance()
 
@@ -441,7 +451,8 @@ class RecorderCore:
             if np.any(np.abs(action) > 1.0):
                 episode.sync.clipped_actions += 1
                 action = np.clip(action, -1.0, 1.0)
-            if not self._write(episode, stamp, action):
+            version = int(arrays[VERSION_KEY]) if VERSION_KEY in arrays else None
+            if not self._write(episode, stamp, action, version):
                 return
             episode.sync.steps += 1
             if self.episode is not episode or episode.ending is not None:
@@ -472,7 +483,9 @@ class RecorderCore:
             part.update(arrays)
         return observation
 
-    def _write(self, episode: _Episode, stamp_ns: int, action: np.ndarray | None) -> bool:
+    def _write(
+        self, episode: _Episode, stamp_ns: int, action: np.ndarray | None, version: int | None = None
+    ) -> bool:
         """Append the observation at `stamp_ns` (and the transition that led to it). False when the
         episode had to be closed (a write failed or the reward cannot be computed)."""
         observation = self._observation(episode, stamp_ns)
@@ -513,6 +526,7 @@ class RecorderCore:
             return False
         episode.stamps.append(stamp_ns)
         episode.actions.append(action if action is not None else np.zeros(0, np.float32))
+        episode.versions.append(version)
         episode.privileged.append(observation["privileged"])
         if action is None:
             return True
@@ -554,7 +568,13 @@ class RecorderCore:
         late = sum(stamp > ending.stamp_ns + tolerance for stamp in episode.stamps[1:])
         if late and episode.writer is not None:  # steps taken before the end was known: the next episode's
             episode.writer.drop_last_steps(late)
-            for history in (episode.stamps, episode.actions, episode.privileged, episode.outcomes):
+            for history in (
+                episode.stamps,
+                episode.actions,
+                episode.versions,
+                episode.privileged,
+                episode.outcomes,
+            ):
                 del history[len(history) - late :]
             episode.sync.steps -= late
         last_is_final = episode.stamps and episode.stamps[-1] >= ending.stamp_ns - tolerance
@@ -590,6 +610,8 @@ class RecorderCore:
         }
         if ending.reason:
             attrs["interrupted"] = ending.reason
+        if (version := self._version(episode)) is not None:
+            attrs[VERSION_KEY] = version
         try:
             episode.writer.set_last_outcome(reward, not truncated, truncated)
             path = episode.writer.close(attrs)
@@ -600,6 +622,13 @@ class RecorderCore:
             return
         status: Status = "interrupted" if ending.reason else "complete"
         self._finished(episode, status, path, bool(success), truncated, ending.reason)
+
+    @staticmethod
+    def _version(episode: _Episode) -> int | None:
+        """The policy version of the episode's last action: the policy swaps weights only between
+        episodes, so it is the version of all of them (taken from the actions written, so a version
+        is never put on the episode before the one it acted in)."""
+        return next((v for v in reversed(episode.versions) if v is not None), None)
 
     def _fail(self, episode: _Episode, reason: str) -> None:
         """A step cannot be written: keep what was written before it, marked."""
@@ -623,8 +652,11 @@ class RecorderCore:
                 "end", episode.index, episode.seed, end_stamp, self.config.task, steps, success, truncated
             )
         )
+        version = self._version(episode)
         self.records.append(
-            EpisodeRecord(episode.index, episode.seed, status, path, steps, success, episode.sync, reason)
+            EpisodeRecord(
+                episode.index, episode.seed, status, path, steps, success, episode.sync, reason, version
+            )
         )
         self.totals.add(episode.sync)
         self.episode = None

@@ -90,7 +90,6 @@ class RecorderNode(Node):
             self.create_subscription(String, "episode_control", self.on_control, command_qos())
         self.records = self.create_publisher(String, "~/episodes", latched_qos(depth=10))
         self.sender = EpisodeSender(self, self.config.chunk_bytes) if self.config.send_episodes else None
-        self.versions: dict[int, int] = {}  # episode -> the policy version that acted in it
         self.last_step_ns: int | None = None  # the newest step-stream stamp
         self.data_clock = DataClock()
         self.pending: deque[EpisodeEvent] = deque()  # episode_events not yet given to the core
@@ -113,21 +112,10 @@ class RecorderNode(Node):
             self.data_clock.heard(decoded.stamp_ns, self.now_ns())
             if topic == self.config.step_stream:
                 self.last_step_ns = max(self.last_step_ns or 0, decoded.stamp_ns)
-                if decoded.policy_version is not None:
-                    self.note_version(decoded.stamp_ns, decoded.policy_version)
-            self.core.add(topic, decoded.stamp_ns, decoded.arrays)
+            self.core.add(topic, decoded.stamp_ns, decoded.arrays, decoded.policy_version)
         except (MessageError, RecorderError) as err:
             self.get_logger().warning(f"{topic}: {err}", throttle_duration_sec=1.0)
         self.flush()
-
-    def note_version(self, stamp_ns: int, version: int) -> None:
-        """The policy version that acted goes into the attributes of the episode the action belongs to
-        (the policy swaps weights only between episodes, so one version acts in a whole episode)."""
-        for episode in (self.core.queued_start, self.core.episode):
-            if episode is not None and stamp_ns >= episode.start_ns:
-                episode.attrs["policy_version"] = version
-                self.versions[episode.index] = version
-                return
 
     def on_episode_event(self, msg: String) -> None:
         try:
@@ -192,7 +180,6 @@ class RecorderNode(Node):
             self.report(record)
 
     def report(self, record: EpisodeRecord) -> None:
-        version = self.versions.pop(record.episode, None)
         expected = self.expected_steps.pop(record.episode, None)
         if record.status == "complete" and expected is not None and record.steps < expected:
             # its first steps came before the recorder listened, or were lost: not a whole episode
@@ -206,7 +193,7 @@ class RecorderNode(Node):
         summary = {
             "episode": record.episode, "seed": record.seed, "status": record.status,
             "path": str(record.path) if record.path else None, "steps": record.steps,
-            "success": record.success, "reason": record.reason, "policy_version": version,
+            "success": record.success, "reason": record.reason, "policy_version": record.policy_version,
             "sync": asdict(record.sync),
         }  # fmt: skip
         line = f"episode {record.episode} (seed {record.seed}): {record.status}, {record.steps} steps"

@@ -25,7 +25,7 @@ from std_msgs.msg import Float32MultiArray
 from robot_nodes.episode_transfer import DEFAULT_CHUNK_BYTES
 from robot_nodes.messages import MessageError, from_time, image_from_msg, joint_state_arrays, vectors_from_msg
 from robot_nodes.policy_core import JointsLayout
-from robot_nodes.recorder_core import RecorderConfig
+from robot_nodes.recorder_core import VERSION_KEY, RecorderConfig
 
 StreamKind = Literal["image", "joint_state", "vectors", "action"]
 MESSAGE_TYPES = {
@@ -34,7 +34,6 @@ MESSAGE_TYPES = {
     "vectors": Float32MultiArray,
     "action": Float32MultiArray,
 }
-VERSION_LABEL = "policy_version"  # beside `action` in the policy node's messages
 DEPTH_SUFFIX = "_depth"
 
 
@@ -115,7 +114,7 @@ class StreamDecoder:
             raise MessageError(
                 f"{topic}: a step message needs a vector named 'action' (it has {sorted(vectors)})"
             )
-        version = vectors.get(VERSION_LABEL)
+        version = vectors.get(VERSION_KEY)
         return Decoded(stamp, {"action": vectors["action"]}, None if version is None else int(version[0]))
 
 

@@ -125,12 +125,14 @@ def feed(core: RecorderCore, stamp: int, value: int, privileged: dict | None = N
     core.add("privileged_state", stamp, privileged or {"pos": np.full(3, value, np.float32)})
 
 
-def run_steps(core: RecorderCore, first: int, steps: int, start: int = BASE) -> list[int]:
-    """Frames and an action at each of `steps` control steps; returns their stamps."""
+def run_steps(
+    core: RecorderCore, first: int, steps: int, start: int = BASE, version: int | None = None
+) -> list[int]:
+    """Frames and an action (from policy `version`) at each of `steps` control steps; returns their stamps."""
     stamps = [start + (first + k) * PERIOD for k in range(steps)]
     for k, stamp in enumerate(stamps):
         feed(core, stamp, first + k)
-        core.add("action", stamp, {"action": np.array([0.5, -0.5], np.float32)})
+        core.add("action", stamp, {"action": np.array([0.5, -0.5], np.float32)}, policy_version=version)
     return stamps
 
 
@@ -288,7 +290,7 @@ def test_events_and_episodes_in_sequence(tmp_path) -> None:
     core = RecorderCore(config(tmp_path, robot="so101"))
     for index in range(3):
         start = BASE + index * 10 * NS
-        event = core.start(start, seed=40 + index, attrs={"policy_version": index})
+        event = core.start(start, seed=40 + index, attrs={"operator": f"op{index}"})
         assert (event.kind, event.episode, event.seed, event.stamp_ns) == ("start", index, 40 + index, start)
         stamps = run_steps(core, 0, 5, start)
         core.end(stamps[-1], success=index != 1)
@@ -299,7 +301,8 @@ def test_events_and_episodes_in_sequence(tmp_path) -> None:
     assert [e.truncated for e in ends] == [False, True, False]
     episodes = EpisodeDataset(tmp_path / "data").load_all()
     assert [e.attrs["seed"] for e in episodes] == [40, 41, 42]
-    assert [e.attrs["policy_version"] for e in episodes] == [0, 1, 2]
+    assert [e.attrs["operator"] for e in episodes] == ["op0", "op1", "op2"]
+    assert all("policy_version" not in e.attrs for e in episodes)  # no policy acted
     assert all(e.attrs["robot"] == "so101" and e.attrs["fps"] == 10.0 for e in episodes)
     # label: reward 1 at the last step of a success, terminated there; a failure is truncated
     np.testing.assert_array_equal(episodes[0].reward, [0, 0, 0, 1])
@@ -370,20 +373,23 @@ def test_the_end_waits_for_the_last_frames_and_late_steps_go_to_the_next_episode
     core.end(BASE + 8 * PERIOD, success=False)
     (second,) = core.drain_records()
     assert second.steps == 2 and load_episode(second.path).attrs["seed"] == 7
-    # an action of the next episode that comes before this episode's end event
+    # an action of the next episode, by newer policy weights, that comes before this episode's end event
     core.start(BASE + 20 * PERIOD)
-    run_steps(core, 20, 5)  # the policy acted on the last observation too
-    run_steps(core, 26, 1)  # the next episode's first step, recorded as a step of this one
+    run_steps(core, 20, 5, version=3)  # the policy acted on the last observation too
+    run_steps(core, 26, 1, version=4)  # the next episode's first step, recorded as a step of this one
     core.end(BASE + 24 * PERIOD, success=True, truncated=False)
     (third,) = core.drain_records()
     episode = load_episode(third.path)
     assert len(episode) == 4 and episode.terminated[-1] and episode.reward[-1] == 1.0
     assert [int(v) for v in episode.onboard["camera"][:, 0, 0, 0]] == [20, 21, 22, 23, 24]
+    assert episode.attrs["policy_version"] == third.policy_version == 3  # not the next episode's 4
     core.start(BASE + 26 * PERIOD)  # its step is still there for it
-    run_steps(core, 27, 1)
+    run_steps(core, 27, 1, version=4)
     core.end(BASE + 27 * PERIOD, success=False)
-    episode = load_episode(core.drain_records()[0].path)
+    (fourth,) = core.drain_records()
+    episode = load_episode(fourth.path)
     assert [int(v) for v in episode.onboard["camera"][:, 0, 0, 0]] == [26, 27]
+    assert episode.attrs["policy_version"] == fourth.policy_version == 4
     # an end whose frames never come closes after stale_after, with the nearest frames, keeping its label
     core.start(BASE + 40 * PERIOD)
     run_steps(core, 40, 3)

@@ -166,8 +166,14 @@ def start_recorder(folder: Path, **settings) -> tuple:
 
 
 def wait_listening(teleop: Teleop, log: Path) -> None:
+    """Until the recorder has subscribed to every stream and to the episode control (under load DDS
+    discovery takes seconds: an episode started before would be cut short, or empty)."""
+    topics = [*STREAMS, "privileged_state", "action"]
     ready = spin_until(teleop.node, lambda: "recording [" in log.read_text(), 30)
     ready = ready and spin_until(teleop.node, lambda: teleop.control.get_subscription_count() > 0, 10)
+    ready = ready and spin_until(
+        teleop.node, lambda: all(teleop.node.count_subscribers(t) for t in topics), 10
+    )
     assert ready, log.read_text()[-2000:]
     teleop.spin(0.5)
 
@@ -249,7 +255,7 @@ def test_kill_9_of_the_recorder_mid_episode_keeps_every_earlier_episode(ros, sim
         stop(recorder)
         teleop.close()
     dataset = EpisodeDataset(tmp_path / "episodes")
-    assert [p.name for p in dataset.paths()] == ["episode_000000.h5", "episode_000001.h5"]
+    assert [p.name for p in dataset.paths()] == ["episode_000000.h5", "episode_000001.h5"], teleop.records
     for path, record in zip(dataset.paths(), teleop.records, strict=True):
         assert len(EpisodeFile(path).load()) == record["steps"] > 0.8 * HZ - 2
     hidden = [p.name for p in dataset.root.iterdir() if p.name.startswith(".")]
