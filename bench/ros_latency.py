@@ -27,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_nodes.learner_core import LearnerNodeConfig
+
 CAMERA_SIZE = 128  # pixels, square rgb8 frames at 30 Hz
+LEARNER_NICENESS = LearnerNodeConfig.niceness  # what aps-learner lowers itself by
 
 
 def make_checkpoint(folder: Path, image_size: int) -> Path:
@@ -77,7 +80,7 @@ def percentiles(milliseconds: list[float] | np.ndarray) -> dict:
 
 def train_forever(niceness: int = 0) -> None:
     """A learner's load: AAWR updates on random 84x84 sequences, on every core torch takes, at the
-    given scheduling niceness (10: below the robot's nodes, as a learner sharing their computer)."""
+    given scheduling niceness (aps-learner's default: below the robot's nodes sharing its computer)."""
     import torch
 
     os.nice(niceness)
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.init()
         idle = measure(checkpoint, args.frames)
         loaded = {}
-        for niceness in (0, 10):
+        for niceness in (0, LEARNER_NICENESS):
             learner = multiprocessing.get_context("spawn").Process(
                 target=train_forever, args=(niceness,), daemon=True
             )
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "policy_step_in_process": step,
         "camera_to_action_idle": idle,
         "camera_to_action_learner_training": loaded[0],
-        "camera_to_action_learner_training_nice10": loaded[10],
+        f"camera_to_action_learner_training_nice{LEARNER_NICENESS}": loaded[LEARNER_NICENESS],
         "sim_loop": sim_loop_rate(),
         "targets": {"idle_p99_ms": 5.0, "training_p99_ms": 10.0}, "cpu_count": os.cpu_count(),
     }  # fmt: skip

@@ -14,6 +14,7 @@ another machine (a GPU workstation: device:=cuda) that reaches the robot's DDS d
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -35,6 +36,8 @@ class LearnerNode(Node):
     def __init__(self) -> None:
         super().__init__("learner", **node_options())
         self.config = declare_config(self, LearnerNodeConfig)
+        # Linux keeps a niceness per thread: set before torch's and the trainer's threads exist, they inherit it
+        os.nice(self.config.niceness)
         # This node is its process: seeding here is seeding in the entry point (initial weights, DrQ).
         torch.manual_seed(self.config.seed)
         if self.config.threads:

@@ -222,6 +222,7 @@ def test_learner_node_takes_an_episode_over_dds_and_publishes_newer_weights(ros,
         sent = save_episode(episode(7, 12, size=40), tmp_path / "episode_000000.h5")
         sender.send(sent)
         assert spin_until(node, lambda: len(packets) >= 2, 60), log.read_text()[-3000:]
+        threads = thread_niceness_and_cpu(process.pid)
     finally:
         sender.close()
         stop(process)
@@ -233,6 +234,20 @@ def test_learner_node_takes_an_episode_over_dds_and_publishes_newer_weights(ros,
     assert (out_dir / "checkpoint" / "policy.safetensors").is_file()
     text = log.read_text()
     assert "12 steps" in text and "weights v2 published" in text, text[-2000:]
+    # the learner runs below the robot's nodes: its main thread and the thread that trained (the busiest)
+    busiest = max(threads, key=lambda tid: threads[tid][1])
+    assert threads[process.pid][0] == 10 and threads[busiest][0] == 10, threads
+
+
+def thread_niceness_and_cpu(pid: int) -> dict[int, tuple[int, int]]:
+    """Thread id -> (niceness, CPU ticks) of a running process's threads (Linux keeps a niceness per
+    thread), from /proc/<pid>/task/<tid>/stat (proc(5): nice is field 19, utime and stime 14 and 15)."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 on: the name may hold spaces
+        threads[int(task.name)] = (int(fields[16]), int(fields[11]) + int(fields[12]))
+    return threads
 
 
 def test_learner_node_bad_settings_are_one_line_and_exit_2(tmp_path) -> None:
