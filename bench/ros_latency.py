@@ -1,7 +1,7 @@
 """Camera stamp -> published action through the policy node over DDS, p50/p99 at 30 Hz with 128x128
 camera images, idle and while a learner trains in another process; and the rate the sim loop holds.
 
-    python -m bench.ros_latency                          # JSON on stdout (about a minute)
+    python -m bench.ros_latency                          # JSON on stdout (about two minutes)
     python -m bench.ros_latency --policy-image-size 84   # a policy that runs at 84x84
 
 The camera sends 128x128 rgb8 frames; the policy node fits them to the checkpoint's image size
@@ -27,10 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_nodes.learner_core import LearnerNodeConfig
+from robot_nodes.learner_core import LearnerNodeConfig, learner_threads
 
 CAMERA_SIZE = 128  # pixels, square rgb8 frames at 30 Hz
-LEARNER_NICENESS = LearnerNodeConfig.niceness  # what aps-learner lowers itself by
+LEARNERS = {  # a learner's load beside the policy: (niceness, torch threads)
+    "learner_training": (0, os.cpu_count() or 1),  # on every core, as the robot's nodes' equal
+    "aps_learner_training": (LearnerNodeConfig.niceness, learner_threads()),  # at aps-learner's defaults
+}
 
 
 def make_checkpoint(folder: Path, image_size: int) -> Path:
@@ -78,12 +81,12 @@ def percentiles(milliseconds: list[float] | np.ndarray) -> dict:
     return {f"p{q}_ms": round(float(np.percentile(milliseconds, q)), 3) for q in (50, 99)}
 
 
-def train_forever(niceness: int = 0) -> None:
-    """A learner's load: AAWR updates on random 84x84 sequences, on every core torch takes, at the
-    given scheduling niceness (aps-learner's default: below the robot's nodes sharing its computer)."""
+def train_forever(niceness: int, threads: int) -> None:
+    """A learner's load: AAWR updates on random 84x84 sequences at a scheduling niceness, on `threads`."""
     import torch
 
     os.nice(niceness)
+    torch.set_num_threads(threads)
 
     from policies.config import LearnerConfig
     from policies.networks import Actor, ObsSpec
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--policy-image-size", type=int, default=32, help="the checkpoint's image size (the presets': 32 px)"
     )
-    parser.add_argument("--frames", type=int, default=300, help="camera frames per condition, at 30 Hz")
+    parser.add_argument("--frames", type=int, default=600, help="camera frames per condition, at 30 Hz")
     args = parser.parse_args(argv)
     import rclpy
 
@@ -205,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.init()
         idle = measure(checkpoint, args.frames)
         loaded = {}
-        for niceness in (0, LEARNER_NICENESS):
+        for name, (niceness, threads) in LEARNERS.items():
             learner = multiprocessing.get_context("spawn").Process(
-                target=train_forever, args=(niceness,), daemon=True
+                target=train_forever, args=(niceness, threads), daemon=True
             )
             learner.start()
             time.sleep(3.0)
-            loaded[niceness] = measure(checkpoint, args.frames)
+            loaded[f"camera_to_action_{name}"] = measure(checkpoint, args.frames)
+            loaded[f"camera_to_action_{name}"] |= {"learner_niceness": niceness, "learner_threads": threads}
             learner.terminate()
             learner.join()
         rclpy.shutdown()
@@ -220,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "policy_image": f"{args.policy_image_size}x{args.policy_image_size}",
         "policy_step_in_process": step,
         "camera_to_action_idle": idle,
-        "camera_to_action_learner_training": loaded[0],
-        f"camera_to_action_learner_training_nice{LEARNER_NICENESS}": loaded[LEARNER_NICENESS],
+        **loaded,
         "sim_loop": sim_loop_rate(),
         "targets": {"idle_p99_ms": 5.0, "training_p99_ms": 10.0}, "cpu_count": os.cpu_count(),
     }  # fmt: skip

@@ -15,6 +15,7 @@ at the small size.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -30,6 +31,12 @@ from policies.trainer import Trainer, TrainerConfig
 EPISODES = "episodes"  # under out_dir: the episodes received, as the learner's own dataset
 CHECKPOINT = "checkpoint"  # under out_dir: the latest checkpoint
 HISTORY = "history"  # under out_dir: checkpoints kept every keep_every online episodes
+
+
+def learner_threads(threads: int = 0) -> int:
+    """Torch threads for a learner's `threads` setting: 0 is every core but one, which the robot's
+    nodes on the same computer keep."""
+    return threads or max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass
@@ -48,10 +55,11 @@ class LearnerNodeConfig:
     image_size: int = 0  # fresh learner: images resized to this square size (0: as the demos hold them)
     out_dir: str = "learner"  # received episodes: <out_dir>/episodes; checkpoints: <out_dir>/checkpoint
     device: str = "cpu"  # torch device of the learner (cuda on a GPU workstation)
-    threads: int = 0  # torch threads (0: every core)
-    # scheduling niceness the learner lowers itself by, so that the robot's nodes on the same computer
-    # keep their latency (bench.ros_latency, 2 cores: camera -> action p99 16.7 ms beside a learner at
-    # 0, 9.2 ms at 10, 4.4 ms alone); 0: the learner competes with them as an equal
+    # torch threads; 0: every core but one, which the robot's nodes on the same computer keep, and a
+    # scheduling niceness the learner lowers itself by, for them too (0: it competes as their equal).
+    # bench.ros_latency on 2 cores, camera -> action p99: 4.5 ms alone; 13.6 ms beside a learner on
+    # both cores at niceness 0, 9.4-11.4 ms at 10; 7.3-7.4 ms beside one on one core at 10
+    threads: int = 0
     niceness: int = 10
     seed: int = 0  # replay sampling; initial weights and augmentation (seeded by the entry point)
     slice_updates: int = 25  # updates between looks for new episodes, so an arrival waits little

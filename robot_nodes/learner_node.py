@@ -27,7 +27,7 @@ from policies.learner import NonFiniteLossError
 from robot_nodes.entry import run_node
 from robot_nodes.episode_topic import EPISODE_FILES_TOPIC, episode_files_qos
 from robot_nodes.episode_transfer import EpisodeAssembler
-from robot_nodes.learner_core import IngestError, LearnerCore, LearnerNodeConfig
+from robot_nodes.learner_core import IngestError, LearnerCore, LearnerNodeConfig, learner_threads
 from robot_nodes.params import declare_config, node_options
 from robot_nodes.weights_topic import weights_message, weights_publisher
 
@@ -36,12 +36,12 @@ class LearnerNode(Node):
     def __init__(self) -> None:
         super().__init__("learner", **node_options())
         self.config = declare_config(self, LearnerNodeConfig)
-        # Linux keeps a niceness per thread: set before torch's and the trainer's threads exist, they inherit it
+        # Linux keeps a niceness per thread: set before torch's and the trainer's threads exist, they
+        # inherit it
         os.nice(self.config.niceness)
         # This node is its process: seeding here is seeding in the entry point (initial weights, DrQ).
         torch.manual_seed(self.config.seed)
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
+        torch.set_num_threads(learner_threads(self.config.threads))
         self.core = LearnerCore(self.config)
         self.assembler = EpisodeAssembler(self.core.episodes_dir, self.get_logger().warning)
         self.arrived: queue.Queue[Path] = queue.Queue()
