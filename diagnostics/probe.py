@@ -2,7 +2,7 @@
 
     aps-pretrain --preset tmaze keep_checkpoints=true                  # a run that keeps its checkpoints
     aps-diagnose probe run=runs/<time>-tmaze targets=[belief]
-    aps-diagnose probe run=runs/<time>-search-pick targets=[object_pos[1]] network=critic
+    aps-diagnose probe run=runs/<time>-search-pick 'targets=["object_pos[1]"]' network=critic
 
 For every checkpoint of each run (aps-pretrain's `keep_checkpoints` series, else its last checkpoint),
 the probe estimates the mutual information I(h_t; y_t) between the agent state h_t (the output of
