@@ -102,7 +102,9 @@ def graph_arm(
         out / "train_online.yaml",
         {
             "sim_robot": {"task": TASK, "env": env, "lockstep": True, "seeds": [online_seed(0, 0)],
-                          "max_episodes": episodes + 4},  # a spare few: the recorder may miss the first
+                          # spares: the first few run before the recorder's subscriptions match
+                          # (5 of 68 were lost so in one run, which then never reached 64)
+                          "max_episodes": episodes + 16},
             "policy": {"task": TASK, "sampling": cfg.explore_sampling, "reliable_sensors": True},
             "robot_interface": {"output": "twist", "control_hz": cfg.env.control_hz,
                                 "workspace": {"low": [0.15, -0.4, -0.035], "high": [0.55, 0.4, 0.4]}},
@@ -110,8 +112,9 @@ def graph_arm(
                          "control_hz": cfg.env.control_hz, "min_free_space_mb": 100.0,
                          "onboard_streams": ["wrist/color/image_raw", "joint_states"],
                          "privileged_streams": ["privileged_state"]},
+            # at the robot's priority, as the sim job's arm trains: the lockstep loop would take the CPU
             "learner": {"task": TASK, "out_dir": str(learner_dir), "trainer": trainer, "threads": 1,
-                        "keep_every": every, "save_every": 0},
+                        "niceness": 0, "keep_every": every, "save_every": 0},
         },
     )  # fmt: skip
     history = learner_dir / "history"

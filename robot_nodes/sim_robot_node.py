@@ -127,17 +127,25 @@ class SimRobotNode(Node):
         """Lockstep: the graph is connected (and the first episode may start, by itself or on ~/reset)
         once every onboard topic has a reader, each reader the graph knows of is matched to this
         node's writer (a message sent before that is lost to it), every command topic has a writer,
-        and every node that commands the arm reads joint_states (the robot interface acts only on a
-        pose at least as new as the action's observation)."""
+        every node of `wait_for_readers` reads the observations, and every node that commands the arm
+        reads joint_states (the robot interface acts only on a pose at least as new as the action's
+        observation)."""
         onboard = {f"{cam}/color/image_raw": self.images[cam] for cam in self.core.onboard_cameras}
         onboard |= {"joint_states": self.joint_states} if self.core.arm else {}
         onboard |= {"onboard_vectors": self.onboard_vectors} if self.core.vector_keys else {}
-        matched = all(
-            0 < self.count_subscribers(topic) <= writer.get_subscription_count()
-            for topic, writer in onboard.items()
+        matched = (
+            all(
+                0 < self.count_subscribers(topic) <= writer.get_subscription_count()
+                for topic, writer in onboard.items()
+            )
+            and self.count_subscribers("privileged_state") <= self.privileged.get_subscription_count()
         )
         commanded = all(self.count_publishers(topic) > 0 for topic in self.command_topics)
-        if not (matched and commanded and self.commanders_read_joint_states()):
+        readers = {name for _, name in node_names(self.get_subscriptions_info_by_topic("privileged_state"))}
+        for topic in onboard:
+            readers |= {name for _, name in node_names(self.get_subscriptions_info_by_topic(topic))}
+        awaited = set(self.config.wait_for_readers) <= readers
+        if not (matched and commanded and awaited and self.commanders_read_joint_states()):
             return
         self.destroy_timer(self.connect_timer)
         self.connected = True

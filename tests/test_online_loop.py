@@ -15,7 +15,7 @@ from policies.checkpoint import load_learner
 from policies.episodes import EpisodeDataset
 from policies.weights import pack_actor_weights
 from robot_nodes.messages import EpisodeEvent, vectors_from_msg
-from tests.ros_graph_helpers import VENV_BIN, spin_until, stop, train_tiny_policy, write_params
+from tests.ros_graph_helpers import VENV_BIN, spin_until, start, stop, train_tiny_policy, write_params
 from tests.test_learner_node import sha256
 
 TASK = "search-pick"
@@ -132,3 +132,42 @@ def test_the_online_loop_raises_the_policy_version_between_episodes(ros, tmp_pat
             f"the policy node acted with the previous episode's weights at the start of episodes {mixed}: "
             "frames of a new episode can arrive before its start event (episode-boundary race, ros-fix)"
         )
+
+
+def test_the_lockstep_sim_waits_for_the_readers_it_is_told_to(ros, tmp_path) -> None:
+    """The train_online graph's sim robot waits for its recorder (`wait_for_readers`): an episode run
+    before the recorder reads would never reach the learner. Here the graph is otherwise connected
+    (a reader of every onboard topic, a writer of commands), and no episode starts until a node of
+    the awaited name reads the privileged state."""
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float32MultiArray, String
+
+    from robot_nodes.qos import command_qos, latched_qos, sensor_qos
+
+    params = write_params(
+        tmp_path / "sim.yaml",
+        {"sim_robot": {"task": TASK, "env": {"image_size": 32, "max_episode_steps": STEPS}, "lockstep": True,
+                       "command_input": "action", "wait_for_readers": ["late_recorder"]}},
+    )  # fmt: skip
+    graph = ros.create_node("connected_graph")
+    starts: list[str] = []
+    graph.create_subscription(String, "episode_events", lambda m: starts.append(m.data), latched_qos(10))
+    graph.create_subscription(Image, "wrist/color/image_raw", lambda _: None, sensor_qos(reliable=True))
+    graph.create_subscription(JointState, "joint_states", lambda _: None, sensor_qos(reliable=True))
+    graph.create_publisher(Float32MultiArray, "action", command_qos())
+    log = tmp_path / "sim.log"
+    process = start("aps-sim-robot", "--ros-args", "--params-file", str(params), log=log)
+    late = None
+    try:
+        assert spin_until(graph, lambda: "sim_robot" in graph.get_node_names(), 30), log.read_text()
+        assert not spin_until(graph, lambda: bool(starts), 3.0), starts  # everything but the awaited reader
+        late = ros.create_node("late_recorder")
+        late.create_subscription(
+            Float32MultiArray, "privileged_state", lambda _: None, sensor_qos(reliable=True)
+        )
+        assert spin_until(graph, lambda: bool(starts), 20), log.read_text()[-2000:]
+    finally:
+        stop(process)
+        graph.destroy_node()
+        if late is not None:
+            late.destroy_node()

@@ -264,6 +264,9 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
     assert sim_graph[0].overrides == {"use_sim_time": "true", "task": "blind-pick"}
     assert sim_graph[1].overrides == {"use_sim_time": "true", "checkpoint": "/ck", "task": "blind-pick"}
     assert sim_graph[2].overrides == {"use_sim_time": "true"}
+    # train_online's sim robot waits until its recorder reads: an episode run before then is lost to it
+    online = {n.name: n for n in resolve(GRAPHS["train_online"], {"demos": "/d"})}
+    assert online["sim_robot"].overrides["wait_for_readers"] == "[recorder]"
     wall = tmp_path / "wall.yaml"
     wall.write_text((CONFIG / "sim.yaml").read_text().replace("lockstep: true", "lockstep: false"))
     assert all(n.overrides == {} for n in resolve(GRAPHS["sim"], {"params_file": str(wall)}))
