@@ -31,7 +31,7 @@ from robot_nodes.learner_core import LearnerNodeConfig, learner_threads
 
 CAMERA_SIZE = 128  # pixels, square rgb8 frames at 30 Hz
 LEARNERS = {  # a learner's load beside the policy: (niceness, torch threads)
-    "learner_training": (0, os.cpu_count() or 1),  # on every core, as the robot's nodes' equal
+    "learner_training": (0, len(os.sched_getaffinity(0))),  # on every core, as the robot's nodes' equal
     "aps_learner_training": (LearnerNodeConfig.niceness, learner_threads()),  # at aps-learner's defaults
 }
 

@@ -41,7 +41,7 @@ from robot_nodes.messages import (
     vectors_from_msg,
 )
 from robot_nodes.policy_core import JOINTS_KEY, JointsLayout
-from robot_nodes.recorder_core import EpisodeRecord, RecorderConfig, RecorderCore, RewardSource
+from robot_nodes.recorder_core import VERSION_KEY, EpisodeRecord, RecorderConfig, RecorderCore, RewardSource
 
 IMAGE, JOINT_STATE = "sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"
 VECTORS, STRING = "std_msgs/msg/Float32MultiArray", "std_msgs/msg/String"
@@ -109,9 +109,12 @@ def import_bag(bag: str | Path, config: BagImportConfig) -> list[EpisodeRecord]:
             if not events and not started:
                 core.start(stamp, attrs={"source_bag": bag.name})
                 started = True
+            version = None
             if topic == _topic(config.step_stream):
                 last_step = stamp
-            core.add(_stream_name(core, topic), stamp, arrays)
+                if VERSION_KEY in arrays:  # a policy's actions say which weights computed them
+                    version = int(arrays.pop(VERSION_KEY)[0])
+            core.add(_stream_name(core, topic), stamp, arrays, version)
         if core.recording and not events and last_step is not None:
             core.end(last_step, success=config.success)
         if core.recording and core.episode is not None and core.episode.ending is not None:

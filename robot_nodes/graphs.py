@@ -176,8 +176,10 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
     if SIM_ROBOT in nodes and _lockstep(Path(params)):
         for launch in launches:
             launch.overrides["use_sim_time"] = "true"
-        if RECORDER in nodes:  # the sim waits for it: an episode run before it listens is lost to it
-            next(x for x in launches if x.name == SIM_ROBOT.name).overrides["wait_for_readers"] = "[recorder]"
+        # the sim's first observation waits for every node that reads them (see wait_for_readers)
+        readers = [x.name for x in launches if x.executable in (POLICY.executable, RECORDER.executable)]
+        sim_robot = next(launch for launch in launches if launch.name == SIM_ROBOT.name)
+        sim_robot.overrides["wait_for_readers"] = "[" + ", ".join(readers) + "]"
     policies = [launch for launch in launches if launch.executable == POLICY.executable]
     for argument in graph.arguments:
         value = values.get(argument.name, argument.default)

@@ -34,9 +34,9 @@ HISTORY = "history"  # under out_dir: checkpoints kept every keep_every online e
 
 
 def learner_threads(threads: int = 0) -> int:
-    """Torch threads for a learner's `threads` setting: 0 is every core but one, which the robot's
-    nodes on the same computer keep."""
-    return threads or max(1, (os.cpu_count() or 1) - 1)
+    """Torch threads for a learner's `threads` setting: 0 is every core this process may run on
+    (its affinity, as a container's CPU set limits it) but one, which the robot's nodes keep."""
+    return threads or max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 @dataclass
@@ -57,8 +57,7 @@ class LearnerNodeConfig:
     device: str = "cpu"  # torch device of the learner (cuda on a GPU workstation)
     # torch threads; 0: every core but one, which the robot's nodes on the same computer keep, and a
     # scheduling niceness the learner lowers itself by, for them too (0: it competes as their equal).
-    # bench.ros_latency on 2 cores, camera -> action p99: 4.5 ms alone; 13.6 ms beside a learner on
-    # both cores at niceness 0, 9.4-11.4 ms at 10; 7.3-7.4 ms beside one on one core at 10
+    # Both keep the policy's camera -> action latency with a learner beside it (README, Benchmarks).
     threads: int = 0
     niceness: int = 10
     seed: int = 0  # replay sampling; initial weights and augmentation (seeded by the entry point)

@@ -37,7 +37,7 @@ class LearnerNode(Node):
         super().__init__("learner", **node_options())
         self.config = declare_config(self, LearnerNodeConfig)
         # Linux keeps a niceness per thread: set before torch's and the trainer's threads exist, they
-        # inherit it
+        # inherit it (the DDS threads rclpy started before keep theirs: they only move messages)
         os.nice(self.config.niceness)
         # This node is its process: seeding here is seeding in the entry point (initial weights, DrQ).
         torch.manual_seed(self.config.seed)

@@ -49,8 +49,9 @@ class SimRobotConfig:
     auto_reset: bool = True  # start the next episode when one ends; false: wait for the reset service
     next_seed: int = -1  # seed for the next reset service call (then back to -1); -1: the sequence
     max_episodes: int = 0  # auto_reset stops after this many episodes (0: never)
-    # lockstep: nodes that must read the sim's observations before the first episode starts (the
-    # train_online graph names its recorder here: an episode it misses never reaches the learner)
+    # lockstep: nodes that must read every onboard topic before the first episode starts (the graphs
+    # name their policies and recorder: a policy that misses the first observation never acts, and
+    # the loop stalls; an episode the recorder misses never reaches the learner)
     wait_for_readers: list[str] = field(default_factory=list)
     extra_cameras: list[str] = field(default_factory=list)  # cameras to publish besides the onboard ones
     base_frame: str = "base"  # frame of joint_states, twists and camera parents

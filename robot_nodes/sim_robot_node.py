@@ -141,16 +141,32 @@ class SimRobotNode(Node):
             and self.count_subscribers("privileged_state") <= self.privileged.get_subscription_count()
         )
         commanded = all(self.count_publishers(topic) > 0 for topic in self.command_topics)
-        readers = {name for _, name in node_names(self.get_subscriptions_info_by_topic("privileged_state"))}
-        for topic in onboard:
-            readers |= {name for _, name in node_names(self.get_subscriptions_info_by_topic(topic))}
-        awaited = set(self.config.wait_for_readers) <= readers
-        if not (matched and commanded and awaited and self.commanders_read_joint_states()):
+        if not (matched and commanded and self.commanders_read_joint_states()):
+            return
+        missing = self.awaited_readers_missing(list(onboard))
+        if missing:  # connected but for them
+            self.get_logger().warning(
+                "first episode waits for "
+                + "; ".join(f"{name} to read {unread}" for name, unread in missing.items())
+                + " (wait_for_readers)",
+                throttle_duration_sec=5.0,
+            )
             return
         self.destroy_timer(self.connect_timer)
         self.connected = True
         if self.config.autostart:
             self.start_episode(self.core.next_seed())
+
+    def awaited_readers_missing(self, topics: list[str]) -> dict[str, list[str]]:
+        """The nodes of `wait_for_readers` that do not read every one of `topics` yet (a policy acts on
+        every onboard stream, a recorder records them), each with the topics it does not read."""
+        readers = {
+            t: {name for _, name in node_names(self.get_subscriptions_info_by_topic(t))} for t in topics
+        }
+        missing = {
+            name: [t for t in topics if name not in readers[t]] for name in self.config.wait_for_readers
+        }
+        return {name: unread for name, unread in missing.items() if unread}
 
     def commanders_read_joint_states(self) -> bool:
         if not self.core.arm or self.config.command_input == "action":
@@ -182,8 +198,8 @@ class SimRobotNode(Node):
         if not self.connected:
             response.success = False
             response.message = (
-                "lockstep graph not connected yet (every observation topic needs a matched reader and "
-                "every command topic a writer): call again"
+                "lockstep graph not connected yet (every observation topic needs a matched reader, "
+                "every command topic a writer, and the nodes of wait_for_readers must read): call again"
             )
             return response
         if not self.core.done:  # an episode cut short ends as truncated

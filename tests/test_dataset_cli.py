@@ -297,9 +297,12 @@ def test_export_lerobot_writes_the_v3_layout(capsys, dataset, tmp_path) -> None:
 # --- bags ----------------------------------------------------------------------------------------
 
 
-def write_bag(path: Path, episode, events: bool = True, skip: tuple[str, ...] = ()) -> None:
+def write_bag(
+    path: Path, episode, events: bool = True, skip: tuple[str, ...] = (), policy_version: int | None = None
+) -> None:
     """A rosbag2 (sqlite3) of `episode` as the robot's nodes publish it: messages built by the
-    stack's own conversions and serialised by rclpy, as `ros2 bag record` stores them."""
+    stack's own conversions and serialised by rclpy, as `ros2 bag record` stores them (the actions
+    as a policy node publishes them, with its version, when `policy_version` is given)."""
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
@@ -337,7 +340,10 @@ def write_bag(path: Path, episode, events: bool = True, skip: tuple[str, ...] = 
                 vectors_to_msg(privileged, stamp),
             )
             if t < len(episode):
-                action = vectors_to_msg({"action": episode.action[t]}, stamp)
+                vectors = {"action": episode.action[t]}
+                if policy_version is not None:
+                    vectors["policy_version"] = np.array([policy_version], np.float32)
+                action = vectors_to_msg(vectors, stamp)
                 write("/action", "std_msgs/msg/Float32MultiArray", stamp + 5_000_000, action)  # logged late
         if events:
             end = EpisodeEvent(
@@ -368,7 +374,7 @@ def test_import_bag_gives_the_episode_that_was_recorded(capsys, tmp_path) -> Non
     # labelled a success by the operator: reward 1 and terminated at the last step
     episode.attrs["success"], episode.reward[-1] = True, 1.0
     episode.terminated[-1], episode.truncated[-1] = True, False
-    write_bag(tmp_path / "bag", episode)
+    write_bag(tmp_path / "bag", episode, policy_version=7)  # a policy's run: its version beside each action
     code, out, _ = run(
         capsys, "import-bag", tmp_path / "bag", "--out", tmp_path / "data", *IMPORT, "reward=label"
     )
@@ -376,7 +382,7 @@ def test_import_bag_gives_the_episode_that_was_recorded(capsys, tmp_path) -> Non
     (imported,) = EpisodeDataset(tmp_path / "data").load_all()
     assert_same_steps(episode, imported)
     assert imported.attrs["seed"] == 17 and imported.attrs["task"] == TASK
-    assert imported.attrs["recorder"]["sync"]["dropped_steps"] == 0
+    assert imported.attrs["recorder"]["sync"]["dropped_steps"] == 0 and imported.attrs["policy_version"] == 7
     # without episode events: the whole bag is one episode
     write_bag(tmp_path / "plain", episode, events=False)
     code, _, _ = run(

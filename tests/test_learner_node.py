@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_learner_node_takes_an_episode_over_dds_and_publishes_newer_weights(ros,
     params = write_params(
         tmp_path / "learner.yaml",
         {"learner": {
-            "task": TASK, "demos": str(demos), "out_dir": str(out_dir), "image_size": 8, "threads": 1,
+            "task": TASK, "demos": str(demos), "out_dir": str(out_dir), "image_size": 8, "threads": 2,
             "trainer": {"offline_updates": 4, "updates_per_step": 0.5,
                         "learner": {"batch_size": 4, "seq_len": 5, "burn_in": 3, "network": network}},
         }},
@@ -234,9 +235,11 @@ def test_learner_node_takes_an_episode_over_dds_and_publishes_newer_weights(ros,
     assert (out_dir / "checkpoint" / "policy.safetensors").is_file()
     text = log.read_text()
     assert "12 steps" in text and "weights v2 published" in text, text[-2000:]
-    # the learner runs below the robot's nodes: its main thread and the thread that trained (the busiest)
-    busiest = max(threads, key=lambda tid: threads[tid][1])
-    assert threads[process.pid][0] == 10 and threads[busiest][0] == 10, threads
+    # the learner runs below the robot's nodes (niceness 10 added to ours): its main thread and the
+    # threads that trained (the busiest two: the trainer and torch's second thread)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    busiest = sorted(threads, key=lambda tid: threads[tid][1])[-2:]
+    assert {threads[tid][0] for tid in [process.pid, *busiest]} == {ours + 10}, threads
 
 
 def thread_niceness_and_cpu(pid: int) -> dict[int, tuple[int, int]]:
@@ -244,7 +247,10 @@ def thread_niceness_and_cpu(pid: int) -> dict[int, tuple[int, int]]:
     thread), from /proc/<pid>/task/<tid>/stat (proc(5): nice is field 19, utime and stime 14 and 15)."""
     threads = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
         fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 on: the name may hold spaces
         threads[int(task.name)] = (int(fields[16]), int(fields[11]) + int(fields[12]))
     return threads

@@ -160,11 +160,14 @@ def test_the_lockstep_sim_waits_for_the_readers_it_is_told_to(ros, tmp_path) -> 
     late = None
     try:
         assert spin_until(graph, lambda: "sim_robot" in graph.get_node_names(), 30), log.read_text()
-        assert not spin_until(graph, lambda: bool(starts), 3.0), starts  # everything but the awaited reader
-        late = ros.create_node("late_recorder")
-        late.create_subscription(
-            Float32MultiArray, "privileged_state", lambda _: None, sensor_qos(reliable=True)
-        )
+        # connected but for the awaited reader: the sim says whom it waits for, and starts nothing
+        waiting = "first episode waits for late_recorder to read"
+        assert spin_until(graph, lambda: waiting in log.read_text(), 30), log.read_text()[-2000:]
+        assert not spin_until(graph, lambda: bool(starts), 2.0), starts
+        late = ros.create_node("late_recorder")  # reads every onboard stream and the privileged state
+        for topic, kind in (("wrist/color/image_raw", Image), ("joint_states", JointState),
+                            ("privileged_state", Float32MultiArray)):  # fmt: skip
+            late.create_subscription(kind, topic, lambda _: None, sensor_qos(reliable=True))
         assert spin_until(graph, lambda: bool(starts), 20), log.read_text()[-2000:]
     finally:
         stop(process)

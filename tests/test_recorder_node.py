@@ -168,12 +168,14 @@ def start_recorder(folder: Path, **settings) -> tuple:
 def wait_listening(teleop: Teleop, log: Path) -> None:
     """Until the recorder has subscribed to every stream and to the episode control (under load DDS
     discovery takes seconds: an episode started before would be cut short, or empty)."""
-    topics = [*STREAMS, "privileged_state", "action"]
+
+    def subscribed() -> bool:
+        topics = [*STREAMS, "privileged_state", "action", "episode_control"]
+        readers = [teleop.node.get_subscriptions_info_by_topic(topic) for topic in topics]
+        return all(any(r.node_name == "recorder" for r in endpoints) for endpoints in readers)
+
     ready = spin_until(teleop.node, lambda: "recording [" in log.read_text(), 30)
-    ready = ready and spin_until(teleop.node, lambda: teleop.control.get_subscription_count() > 0, 10)
-    ready = ready and spin_until(
-        teleop.node, lambda: all(teleop.node.count_subscribers(t) for t in topics), 10
-    )
+    ready = ready and spin_until(teleop.node, subscribed, 10)
     assert ready, log.read_text()[-2000:]
     teleop.spin(0.5)
 

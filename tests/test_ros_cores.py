@@ -261,12 +261,17 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
     sim_graph = resolve(GRAPHS["sim"], {"checkpoint": "/ck", "task": "blind-pick"})
     assert [n.executable for n in sim_graph] == ["aps-sim-robot", "aps-policy", "aps-robot-interface"]
     # sim.yaml's sim robot steps in lockstep: every node of the graph runs on its /clock
-    assert sim_graph[0].overrides == {"use_sim_time": "true", "task": "blind-pick"}
+    assert sim_graph[0].overrides == {
+        "use_sim_time": "true",
+        "wait_for_readers": "[policy]",
+        "task": "blind-pick",
+    }
     assert sim_graph[1].overrides == {"use_sim_time": "true", "checkpoint": "/ck", "task": "blind-pick"}
     assert sim_graph[2].overrides == {"use_sim_time": "true"}
-    # train_online's sim robot waits until its recorder reads: an episode run before then is lost to it
+    # the lockstep sim waits until its policies and recorder read (a lost first observation stalls the loop)
     online = {n.name: n for n in resolve(GRAPHS["train_online"], {"demos": "/d"})}
-    assert online["sim_robot"].overrides["wait_for_readers"] == "[recorder]"
+    assert online["sim_robot"].overrides["wait_for_readers"] == "[policy, recorder]"
+    assert evaluation[0].overrides["wait_for_readers"] == "[policy_0, policy_1]"
     wall = tmp_path / "wall.yaml"
     wall.write_text((CONFIG / "sim.yaml").read_text().replace("lockstep: true", "lockstep: false"))
     assert all(n.overrides == {} for n in resolve(GRAPHS["sim"], {"params_file": str(wall)}))
