@@ -178,8 +178,9 @@ def resolve(graph: Graph, values: dict[str, str]) -> list[NodeLaunch]:
             launch.overrides["use_sim_time"] = "true"
         # the sim's first observation waits for every node that reads them (see wait_for_readers)
         readers = [x.name for x in launches if x.executable in (POLICY.executable, RECORDER.executable)]
-        sim_robot = next(launch for launch in launches if launch.name == SIM_ROBOT.name)
-        sim_robot.overrides["wait_for_readers"] = "[" + ", ".join(readers) + "]"
+        if readers:  # (an empty list is no ROS parameter: its type cannot be told)
+            sim_robot = next(launch for launch in launches if launch.name == SIM_ROBOT.name)
+            sim_robot.overrides["wait_for_readers"] = "[" + ", ".join(readers) + "]"
     policies = [launch for launch in launches if launch.executable == POLICY.executable]
     for argument in graph.arguments:
         value = values.get(argument.name, argument.default)

@@ -272,6 +272,7 @@ def test_every_graph_resolves_and_its_yaml_loads_into_the_node_configs(tmp_path)
     online = {n.name: n for n in resolve(GRAPHS["train_online"], {"demos": "/d"})}
     assert online["sim_robot"].overrides["wait_for_readers"] == "[policy, recorder]"
     assert evaluation[0].overrides["wait_for_readers"] == "[policy_0, policy_1]"
+    assert "wait_for_readers" not in resolve(GRAPHS["record"], {})[0].overrides  # aps-record reads itself
     wall = tmp_path / "wall.yaml"
     wall.write_text((CONFIG / "sim.yaml").read_text().replace("lockstep: true", "lockstep: false"))
     assert all(n.overrides == {} for n in resolve(GRAPHS["sim"], {"params_file": str(wall)}))
