@@ -53,6 +53,10 @@ class SimRobotConfig:
     # name their policies and recorder: a policy that misses the first observation never acts, and
     # the loop stalls; an episode the recorder misses never reaches the learner)
     wait_for_readers: list[str] = field(default_factory=list)
+    # lockstep: an observation that no command answered within this many seconds of the steady clock
+    # is sent again, same stamp (a reader that missed it acts then: the loop never stalls on one lost
+    # message; those that had it take it as a duplicate); 0: never
+    resend_after: float = 2.0
     extra_cameras: list[str] = field(default_factory=list)  # cameras to publish besides the onboard ones
     base_frame: str = "base"  # frame of joint_states, twists and camera parents
 
@@ -63,6 +67,8 @@ class SimRobotConfig:
             raise ValueError("seeds must hold at least one seed")
         if self.max_episodes < 0:
             raise ValueError(f"max_episodes must be >= 0, got {self.max_episodes}")
+        if not self.resend_after >= 0:  # (NaN too)
+            raise ValueError(f"resend_after must be >= 0 seconds, got {self.resend_after}")
         if self.lockstep and self.command_input == "joint_positions":
             raise ValueError(
                 "lockstep matches commands to observations by stamp, and joint_positions "

@@ -17,6 +17,7 @@ nodes of a lockstep graph run with `use_sim_time:=true` (aps-launch and the laun
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -112,6 +113,9 @@ class SimRobotNode(Node):
             # sim time stands still until the first observation: wait for the graph on the steady clock
             steady = RosClock(clock_type=ClockType.STEADY_TIME)
             self.connect_timer = self.create_timer(0.1, self.check_connected, clock=steady)
+            self.sent: tuple[float, Observation] | None = None  # the last observation, when (monotonic)
+            if cfg.resend_after:
+                self.create_timer(min(0.5, cfg.resend_after / 2), self.resend_if_unanswered, clock=steady)
         else:
             self.create_timer(1.0 / self.core.env.control_hz, self.on_control_tick)
 
@@ -277,10 +281,23 @@ class SimRobotNode(Node):
         if result.done:
             self.end_episode(stamp, result.success, result.truncated)
 
+    def resend_if_unanswered(self) -> None:
+        if self.sent is None or self.core.done:
+            return
+        sent_at, observation = self.sent
+        if time.monotonic() - sent_at >= self.config.resend_after:
+            self.get_logger().warning(
+                f"no command for the observation stamped {observation.stamp_ns} after "
+                f"{self.config.resend_after:g} s: sending it again (a reader may have missed it)",
+                throttle_duration_sec=5.0,
+            )
+            self.publish_observation(observation)
+
     def publish_observation(self, observation: Observation) -> None:
         stamp = observation.stamp_ns
         if self.config.lockstep:
             self.clock.publish(Clock(clock=to_time(stamp)))
+            self.sent = (time.monotonic(), observation)
         for cam, image in observation.images.items():
             frame = f"{cam}_color_optical_frame"
             self.camera_infos[cam].publish(camera_info_to_msg(self.intrinsics[cam], stamp, frame))

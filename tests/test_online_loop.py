@@ -14,7 +14,7 @@ import torch
 from policies.checkpoint import load_learner
 from policies.episodes import EpisodeDataset
 from policies.weights import pack_actor_weights
-from robot_nodes.messages import EpisodeEvent, vectors_from_msg
+from robot_nodes.messages import EpisodeEvent, from_time, vectors_from_msg
 from tests.ros_graph_helpers import VENV_BIN, spin_until, start, stop, train_tiny_policy, write_params
 from tests.test_learner_node import sha256
 
@@ -147,13 +147,17 @@ def test_the_lockstep_sim_waits_for_the_readers_it_is_told_to(ros, tmp_path) -> 
     params = write_params(
         tmp_path / "sim.yaml",
         {"sim_robot": {"task": TASK, "env": {"image_size": 32, "max_episode_steps": STEPS}, "lockstep": True,
-                       "command_input": "action", "wait_for_readers": ["late_recorder"]}},
+                       "command_input": "action", "wait_for_readers": ["late_recorder"],
+                       "resend_after": 0.5}},
     )  # fmt: skip
     graph = ros.create_node("connected_graph")
     starts: list[str] = []
     graph.create_subscription(String, "episode_events", lambda m: starts.append(m.data), latched_qos(10))
     graph.create_subscription(Image, "wrist/color/image_raw", lambda _: None, sensor_qos(reliable=True))
-    graph.create_subscription(JointState, "joint_states", lambda _: None, sensor_qos(reliable=True))
+    joint_stamps: list[int] = []
+    graph.create_subscription(
+        JointState, "joint_states", lambda m: joint_stamps.append(from_time(m.header.stamp)), sensor_qos(True)
+    )
     graph.create_publisher(Float32MultiArray, "action", command_qos())
     log = tmp_path / "sim.log"
     process = start("aps-sim-robot", "--ros-args", "--params-file", str(params), log=log)
@@ -169,6 +173,9 @@ def test_the_lockstep_sim_waits_for_the_readers_it_is_told_to(ros, tmp_path) -> 
                             ("privileged_state", Float32MultiArray)):  # fmt: skip
             late.create_subscription(kind, topic, lambda _: None, sensor_qos(reliable=True))
         assert spin_until(graph, lambda: bool(starts), 20), log.read_text()[-2000:]
+        # nobody answers the first observation: it is sent again, same stamp, and the sim says so
+        assert spin_until(graph, lambda: len(joint_stamps) >= 2, 10), log.read_text()[-2000:]
+        assert len(set(joint_stamps)) == 1 and "sending it again" in log.read_text()
     finally:
         stop(process)
         graph.destroy_node()
